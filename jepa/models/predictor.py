@@ -1,0 +1,119 @@
+"""Masked predictor of V-JEPA 2: a narrow ViT that predicts target-token features from context tokens.
+
+Matches vjepa2 `src/models/predictor.py::VisionTransformerPredictor` (RoPE, mask tokens, sorted context + target
+tokens), without its per-sample Python loops: sorting and un-sorting are batched gathers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from jepa.models.rope import RoPE3D, token_grid_positions
+from jepa.models.vit import Block, gather_tokens, init_vit_weights, run_blocks
+
+
+class VisionTransformerPredictor(nn.Module):
+    """Predicts encoder features of target tokens.
+
+    Args:
+        img_size, patch_size, num_frames, tubelet_size: the clip geometry, which fixes the token grid that
+            indices refer to (H' = W' = img_size // patch_size).
+        embed_dim: encoder width (input and output).
+        predictor_embed_dim, depth, num_heads: predictor width, depth and heads (V-JEPA 2: 384, 12, 12).
+        num_mask_tokens: learnable mask tokens; mask family `i` uses token `i % num_mask_tokens`.
+        zero_init_mask_tokens: V-JEPA 2 starts mask tokens at zero.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 256,
+        patch_size: int = 16,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+        embed_dim: int = 768,
+        predictor_embed_dim: int = 384,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        init_std: float = 0.02,
+        num_mask_tokens: int = 10,
+        zero_init_mask_tokens: bool = True,
+        tiled_rope: bool = True,
+        use_activation_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+        self.grad_checkpointing = use_activation_checkpointing
+
+        self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
+        self.mask_tokens = nn.ParameterList(
+            nn.Parameter(torch.zeros(1, 1, predictor_embed_dim)) for _ in range(num_mask_tokens)
+        )
+        self.rope = RoPE3D(predictor_embed_dim // num_heads, tiled=tiled_rope)
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.predictor_blocks = nn.ModuleList(
+            Block(predictor_embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i], norm_eps)
+            for i in range(depth)
+        )
+        self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=norm_eps)
+        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        init_vit_weights(self, self.predictor_blocks, init_std)
+        if not zero_init_mask_tokens:
+            for token in self.mask_tokens:
+                nn.init.trunc_normal_(token, std=init_std)
+
+    def forward(
+        self,
+        z_ctx: torch.Tensor,
+        ctx_idx: torch.Tensor,
+        tgt_idx: torch.Tensor,
+        mask_index: int = 0,
+        grid: tuple[int, int, int] | None = None,
+    ) -> torch.Tensor:
+        """Args:
+            z_ctx: (B, Kc, D) encoder features of the context tokens.
+            ctx_idx: (B, Kc) token indices of the context (any order; disjoint from `tgt_idx`).
+            tgt_idx: (B, Kt) token indices to predict.
+            mask_index: which mask token to use.
+            grid: token grid (T', H', W') the indices refer to; default from the constructor.
+
+        Returns:
+            (B, Kt, D) predicted features, in the order of `tgt_idx`.
+        """
+        _, gh, gw = grid or self.grid
+        B, Kc, _ = z_ctx.shape
+        x = self.predictor_embed(z_ctx)
+        mask_token = self.mask_tokens[mask_index % len(self.mask_tokens)]
+        x = torch.cat((x, mask_token.to(x.dtype).expand(B, tgt_idx.size(1), -1)), dim=1)
+        ids = torch.cat((ctx_idx, tgt_idx), dim=1)
+
+        order = torch.argsort(ids, dim=1)  # (B, N) tokens in raster order, as in the reference
+        ids = torch.gather(ids, 1, order)
+        x = gather_tokens(x, order)
+        rope = self.rope(token_grid_positions(ids, gh, gw))
+        x = run_blocks(self.predictor_blocks, x, rope, self.grad_checkpointing)
+        x = self.predictor_norm(x)
+
+        # where each target token went in the sorted sequence
+        tgt_pos = torch.argsort(order, dim=1)[:, Kc:]
+        return self.predictor_proj(gather_tokens(x, tgt_pos))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"mask_tokens.{i}" for i in range(len(self.mask_tokens))}
+
+
+def vit_predictor(**kwargs: Any) -> VisionTransformerPredictor:
+    """The V-JEPA 2 predictor (384 wide, 12 deep, 12 heads, 10 mask tokens) unless overridden."""
+    return VisionTransformerPredictor(**kwargs)

@@ -1,0 +1,135 @@
+"""3D rotary position embeddings (RoPE) for video tokens, and the attention that uses them.
+
+V-JEPA 2 rotates each attention head's first three equal chunks of `2 * ((head_dim // 3) // 2)` channels
+by the token's depth (latent frame), height and width index; the leftover channels are not rotated.
+
+The reference (vjepa2 `src/models/utils/modules.py::rotate_queries_or_keys`) rotates adjacent channel pairs
+(2k, 2k+1) but expands its sin/cos tables with `.repeat(..., 2)`, i.e. the frequency layout is *tiled*
+`[f0 .. f_{c/2-1}, f0 .. f_{c/2-1}]` instead of interleaved `[f0, f0, f1, f1, ...]` (vjepa2 PR #15). The released
+V-JEPA 2 weights were trained with the tiled layout, so `tiled=True` is the default; V-JEPA 2.1 uses interleaved.
+
+Unlike the reference, the sin/cos tables are computed once per forward pass (`RoPE3D`) and shared by every block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rope_chunk_dim(head_dim: int) -> int:
+    """Channels per rotated axis: the reference's `2 * ((head_dim // 3) // 2)`."""
+    return 2 * ((head_dim // 3) // 2)
+
+
+def token_grid_positions(ids: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """Split flat token indices of a (T', H', W') grid into (t, h, w) positions.
+
+    Args:
+        ids: (..., N) integer token indices, row-major over (T', H', W').
+        grid_h, grid_w: H' and W'.
+
+    Returns:
+        (..., N, 3) float32 positions (t, h, w).
+    """
+    per_frame = grid_h * grid_w
+    t = ids // per_frame
+    rem = ids - t * per_frame
+    h = rem // grid_w
+    w = rem - h * grid_w
+    return torch.stack((t, h, w), dim=-1).float()
+
+
+class RoPE3D(nn.Module):
+    """Builds the cos/sin tables of 3D RoPE for given token positions.
+
+    Args:
+        head_dim: attention head width.
+        base: frequency base (10000 in V-JEPA 2).
+        tiled: V-JEPA 2's tiled frequency layout (True, needed by the released weights) or interleaved (False).
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0, tiled: bool = True) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.chunk = rope_chunk_dim(head_dim)
+        self.tiled = tiled
+        half = self.chunk // 2
+        omega = 1.0 / base ** (torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("omega", omega, persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            pos: (B, N, 3) or (N, 3) float (t, h, w) positions.
+
+        Returns:
+            cos, sin: (B, 1, N, head_dim) (or (1, 1, N, head_dim)) float32 tables; channels past the three rotated
+            chunks have cos=1, sin=0 so that they pass through unchanged.
+        """
+        if pos.dim() == 2:
+            pos = pos.unsqueeze(0)
+        B, N, _ = pos.shape
+        freq = pos.float().unsqueeze(-1) * self.omega  # (B, N, 3, c/2)
+        if self.tiled:
+            freq = torch.cat((freq, freq), dim=-1)  # (B, N, 3, c): [f0..f_{c/2-1}, f0..f_{c/2-1}]
+        else:
+            freq = freq.repeat_interleave(2, dim=-1)  # (B, N, 3, c): [f0, f0, f1, f1, ...]
+        freq = freq.flatten(2)  # (B, N, 3c)
+        cos, sin = freq.cos(), freq.sin()
+        rest = self.head_dim - 3 * self.chunk
+        if rest:
+            cos = F.pad(cos, (0, rest), value=1.0)
+            sin = F.pad(sin, (0, rest), value=0.0)
+        return cos.unsqueeze(1), sin.unsqueeze(1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotates adjacent channel pairs (2k, 2k+1) of `x` (B, heads, N, head_dim) by the given tables."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
+class RoPEAttention(nn.Module):
+    """Multi-head self-attention with 3D RoPE on queries and keys, through `F.scaled_dot_product_attention`.
+
+    Parameter names (`qkv`, `proj`) match timm and vjepa2 so released weights load directly.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args:
+            x: (B, N, D) tokens.
+            rope: (cos, sin) from `RoPE3D`, each broadcastable to (B, heads, N, head_dim); None = no rotation.
+            attn_mask: optional boolean (N, N) or (B, 1, N, N) mask, True = may attend.
+        """
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q = apply_rope(q, *rope)
+            k = apply_rope(k, *rope)
+        drop = self.attn_drop if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        x = x.transpose(1, 2).reshape(B, N, D)
+        return self.proj_drop(self.proj(x))
