@@ -148,7 +148,7 @@ class VisionTransformer(nn.Module):
 
         self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
         self.rope = RoPE3D(embed_dim // num_heads, tiled=tiled_rope)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth rule
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i], norm_eps)
             for i in range(depth)

@@ -1,0 +1,174 @@
+"""Load checkpoints into bare modules: the released V-JEPA 2 layout and our own Lightning checkpoints.
+
+Released layout (`vitl.pt`, `vith.pt`, `vitg.pt`): `{"encoder", "target_encoder", "predictor", "epoch", ...}`,
+every key prefixed `module.backbone.`. torch.hub loads `encoder`, the reference evals load `target_encoder`;
+here the choice is explicit (`which=`), target (EMA) by default.
+
+Our Lightning checkpoints hold `state_dict` (`encoder.*`, `target_encoder.*`, `predictor.*`) plus the exact
+constructor kwargs of each module (`module_kwargs`), so no config system is needed to rebuild them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from jepa.models.predictor import VisionTransformerPredictor
+from jepa.models.vit import VIT_SIZES, VisionTransformer
+
+RELEASED_PREFIX = "module.backbone."
+ENCODER_KEYS = {"target": "target_encoder", "context": "encoder"}
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Removes the first matching prefix from every key (`module.backbone.`, `module.`, `_orig_mod.`)."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in prefixes:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+                break
+        out[key] = value
+    return out
+
+
+def released_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """vjepa2 key map: only the DDP/wrapper prefix differs from our module names."""
+    return strip_prefix(state_dict, (RELEASED_PREFIX, "module.", "backbone.", "_orig_mod."))
+
+
+def infer_encoder_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Guesses VisionTransformer kwargs from an encoder state dict (prefix already stripped).
+
+    Width, depth, patch/tubelet size and MLP ratio are read from tensor shapes; the head count, which shapes
+    do not fix, comes from the standard size of that (width, depth).
+    """
+    conv = state_dict["patch_embed.proj.weight"]  # (D, C, tubelet, patch, patch)
+    embed_dim, in_chans, tubelet, patch, _ = conv.shape
+    depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
+    mlp_ratio = state_dict["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim
+    size = VIT_SIZES.get((embed_dim, depth))
+    if size is None:
+        # non-standard: the smallest head count giving a 64-wide head, as vjepa2's ViTs do
+        num_heads = max(embed_dim // 64, 1)
+    else:
+        num_heads = size[1]
+    return dict(
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        patch_size=patch,
+        tubelet_size=tubelet,
+        in_chans=in_chans,
+        qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
+    )
+
+
+def describe_size(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Names the encoder size a state dict fits, e.g. 'vit_large (1024 wide, 24 deep, patch 16, tubelet 2)'."""
+    kw = infer_encoder_kwargs(state_dict)
+    name = VIT_SIZES.get((kw["embed_dim"], kw["depth"]), ("a custom ViT",))[0]
+    return f"{name} ({kw['embed_dim']} wide, {kw['depth']} deep, patch {kw['patch_size']}, tubelet {kw['tubelet_size']})"
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """`load_state_dict(strict=True)` with one readable error listing mismatched, missing and unexpected keys."""
+    own = module.state_dict()
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if mismatched or missing or unexpected:
+        lines = [f"the {what} checkpoint does not fit the configured {type(module).__name__}:"]
+        lines += [f"  shape {m}" for m in mismatched[:8]]
+        if missing:
+            lines.append(f"  missing {len(missing)} keys, e.g. {missing[:4]}")
+        if unexpected:
+            lines.append(f"  unexpected {len(unexpected)} keys, e.g. {unexpected[:4]}")
+        if what.endswith("encoder") and "patch_embed.proj.weight" in state_dict:
+            lines.append(f"  the checkpoint holds {describe_size(state_dict)}: configure that encoder size")
+        raise ValueError("\n".join(lines))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def load_released_vjepa2(
+    path_or_checkpoint: str | Path | Mapping[str, Any],
+    encoder: VisionTransformer | None = None,
+    predictor: VisionTransformerPredictor | None = None,
+    which: str = "target",
+) -> dict[str, nn.Module]:
+    """Loads a released V-JEPA 2 checkpoint (or the fixture's `checkpoint` dict) into our modules.
+
+    Args:
+        path_or_checkpoint: a `.pt` path or an already loaded dict.
+        encoder: module to fill; None builds one whose size is inferred from the weights.
+        predictor: module to fill, if wanted (its width/heads must be configured: heads are not in the weights).
+        which: "target" (EMA `target_encoder`, what the evals use) or "context" (`encoder`, what torch.hub uses).
+
+    Returns:
+        {"encoder": ..., "predictor": ...} (predictor only when given).
+    """
+    ckpt = _load(path_or_checkpoint)
+    key = ENCODER_KEYS[which]
+    if key not in ckpt:
+        key = next((k for k in ENCODER_KEYS.values() if k in ckpt), key)
+    if key not in ckpt:
+        raise KeyError(f"no encoder weights in checkpoint: expected one of {list(ENCODER_KEYS.values())}")
+    enc_sd = released_state_dict(ckpt[key])
+    if encoder is None:
+        encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd))
+    load_state_dict_strict(encoder, enc_sd, f"{key} encoder")
+    out: dict[str, nn.Module] = {"encoder": encoder}
+    if predictor is not None:
+        load_state_dict_strict(predictor, released_state_dict(ckpt["predictor"]), "predictor")
+        out["predictor"] = predictor
+    return out
+
+
+def load_encoder(
+    path: str | Path,
+    which: str = "target",
+    encoder: VisionTransformer | None = None,
+    freeze: bool = True,
+) -> VisionTransformer:
+    """Loads a bare encoder from our Lightning checkpoint or a released V-JEPA 2 file.
+
+    Args:
+        path: `.ckpt` written by our training, or a released-layout `.pt`.
+        which: "target" (EMA encoder, default) or "context".
+        encoder: module to fill; None rebuilds the one that was trained (ours) or infers the size (released).
+        freeze: eval mode and `requires_grad_(False)`, ready for frozen feature extraction.
+    """
+    ckpt = _load(path)
+    if "state_dict" in ckpt:
+        prefix = f"{ENCODER_KEYS[which]}."
+        state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
+        enc_sd = strip_prefix({k: v for k, v in state.items() if k.startswith(prefix)}, (prefix, "_orig_mod."))
+        if not enc_sd:
+            raise KeyError(f"{path} has no '{prefix}*' weights; is it a V-JEPA pretraining checkpoint?")
+        if encoder is None:
+            kwargs = ckpt.get("module_kwargs", {}).get("encoder")
+            encoder = VisionTransformer(**(kwargs or infer_encoder_kwargs(enc_sd)))
+        load_state_dict_strict(encoder, enc_sd, f"{ENCODER_KEYS[which]} encoder")
+    else:
+        encoder = load_released_vjepa2(ckpt, encoder=encoder, which=which)["encoder"]
+    if freeze:
+        encoder.eval().requires_grad_(False)
+    return encoder
+
+
+def _load(path_or_checkpoint: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(path_or_checkpoint, Mapping):
+        return path_or_checkpoint
+    path = Path(path_or_checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,114 @@
+"""Multi-block 3D masks for V-JEPA (vjepa2 `src/masks/multiseq_multiblock3d.py`).
+
+For each mask family (a `MaskSpec`) and each clip, `num_blocks` spatio-temporal boxes are removed from the token
+grid; the removed tokens are the prediction targets and the rest is the context. As in the reference the box
+*size* is drawn once per batch and the box *positions* per clip.
+
+The reference makes kept-token counts equal within a batch by truncating each sorted index list to the batch
+minimum, which always discards the last tokens in raster order (last frame, bottom-right). Here a uniformly
+random subset is dropped instead, so no position is favoured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """One mask family. V-JEPA 2 uses two: 8 blocks at scale 0.15 (short range), 2 blocks at 0.7 (long range)."""
+
+    num_blocks: int = 8
+    spatial_scale: tuple[float, float] = (0.15, 0.15)
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+
+VJEPA2_MASKS = (MaskSpec(8, (0.15, 0.15)), MaskSpec(2, (0.7, 0.7)))
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + torch.rand(1, generator=generator).item() * (high - low)
+
+
+def _randint(generator: torch.Generator, high: int) -> int:
+    return int(torch.randint(high, (1,), generator=generator).item())
+
+
+class MaskCollator:
+    """Samples context/target token indices for a batch, one (ctx, tgt) pair per mask family.
+
+    Args:
+        specs: mask families (dataclasses or plain dicts of `MaskSpec` fields).
+        num_frames, crop_size, patch_size, tubelet_size: clip geometry; the grid is
+            (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[MaskSpec | dict] = VJEPA2_MASKS,
+        num_frames: int = 16,
+        crop_size: int = 256,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+    ) -> None:
+        self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**{k: tuple(v) if isinstance(v, list) else v
+                                                                     for k, v in s.items()}) for s in specs]
+        self.grid = (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size)
+
+    @property
+    def num_tokens(self) -> int:
+        return math.prod(self.grid)
+
+    def block_size(self, spec: MaskSpec, generator: torch.Generator) -> tuple[int, int, int]:
+        """(t, h, w) box size in tokens, as vjepa2 `_MaskGenerator._sample_block_size`."""
+        T, H, W = self.grid
+        t = max(1, int(T * _uniform(generator, *spec.temporal_scale)))
+        area = int(H * W * _uniform(generator, *spec.spatial_scale))
+        ratio = _uniform(generator, *spec.aspect_ratio)
+        h = min(int(round(math.sqrt(area * ratio))), H)
+        w = min(int(round(math.sqrt(area / ratio))), W)
+        return t, h, w
+
+    def sample_context(self, spec: MaskSpec, size: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+        """(T'*H'*W',) bool: True = context, False = target (covered by one of the blocks)."""
+        T, H, W = self.grid
+        t, h, w = size
+        keep = torch.ones(self.grid, dtype=torch.bool)
+        for _ in range(spec.num_blocks):
+            top, left, start = _randint(generator, H - h + 1), _randint(generator, W - w + 1), _randint(
+                generator, T - t + 1
+            )
+            keep[start : start + t, top : top + h, left : left + w] = False
+        return keep.flatten()
+
+    def __call__(self, batch_size: int, generator: torch.Generator) -> dict[str, list[torch.Tensor]]:
+        """Returns {"ctx_idx": [(B, Kc_i)], "tgt_idx": [(B, Kt_i)]}: sorted int64 indices, one entry per family."""
+        ctx_all, tgt_all = [], []
+        for spec in self.specs:
+            size = self.block_size(spec, generator)
+            keeps = []
+            while len(keeps) < batch_size:
+                keep = self.sample_context(spec, size, generator)
+                if keep.any():  # the reference resamples an empty context
+                    keeps.append(keep)
+            ctx = [k.nonzero().squeeze(1) for k in keeps]
+            tgt = [(~k).nonzero().squeeze(1) for k in keeps]
+            ctx_all.append(self._equalize(ctx, generator))
+            tgt_all.append(self._equalize(tgt, generator))
+        return {"ctx_idx": ctx_all, "tgt_idx": tgt_all}
+
+    @staticmethod
+    def _equalize(indices: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Stacks index lists after dropping a random subset from each down to the shortest length."""
+        k = min(len(i) for i in indices)
+        out = []
+        for idx in indices:
+            if len(idx) > k:
+                idx = idx[torch.randperm(len(idx), generator=generator)[:k]].sort().values
+            out.append(idx)
+        return torch.stack(out)

@@ -1,0 +1,94 @@
+"""Optimizer parameter groups, step-driven schedules and the EMA update.
+
+Every schedule is a pure function of the optimizer step and a configured step budget, never of epoch length:
+streaming loaders have no epochs (and Lightning reports `estimated_stepping_batches = -1` for them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices only; none on biases, norms (1-D tensors) and the names a
+    module lists in `no_weight_decay()` (e.g. mask tokens). The `apply_wd` flag tells the WD schedule which
+    group to drive."""
+    decay, no_decay = [], []
+    for module in modules:
+        skip = module.no_weight_decay() if hasattr(module, "no_weight_decay") else set()
+        for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
+            if param.ndim <= 1 or name.endswith(".bias") or name in skip:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "apply_wd": True},
+        {"params": no_decay, "weight_decay": 0.0, "apply_wd": False},
+    ]
+
+
+@dataclass(frozen=True)
+class WarmupConstantCooldown:
+    """Linear warmup `start -> peak`, constant `peak`, then linear cooldown `peak -> final` (V-JEPA 2's LR).
+
+    Phases are fractions of `total_steps`, so a short fine-tune keeps the same shape as a full run.
+    """
+
+    peak: float
+    total_steps: int
+    start: float = 0.0
+    final: float = 0.0
+    warmup_fraction: float = 0.0
+    cooldown_fraction: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        warmup = int(self.warmup_fraction * self.total_steps)
+        cooldown = int(self.cooldown_fraction * self.total_steps)
+        if step < warmup:
+            return self.start + (self.peak - self.start) * step / warmup
+        cooldown_start = self.total_steps - cooldown
+        if cooldown and step >= cooldown_start:
+            progress = min((step - cooldown_start) / cooldown, 1.0)
+            return self.peak + (self.final - self.peak) * progress
+        return self.peak
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Cosine from `start` to `end` over `total_steps` (constant when equal: V-JEPA 2's WD of 0.04)."""
+
+    start: float
+    end: float
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        progress = min(step / max(self.total_steps, 1), 1.0)
+        return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """Linear from `start` to `end` over `total_steps` (V-JEPA 2's EMA momentum: constant 0.99925)."""
+
+    start: float
+    end: float
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        progress = min(step / max(self.total_steps, 1), 1.0)
+        return self.start + (self.end - self.start) * progress
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * online, in one fused `_foreach` kernel per dtype/device."""
+    tgt = [p for p in target.parameters()]
+    src = [p.detach() for p in online.parameters()]
+    torch._foreach_lerp_(tgt, src, 1.0 - momentum)
