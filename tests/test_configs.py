@@ -1,0 +1,69 @@
+"""Every experiment composes, resolves and builds; the CLI shows the config and rejects unknown names clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
+sys.path.insert(0, str(REPO / "launch"))
+import train as train_launcher  # noqa: E402
+
+train_launcher.register_resolvers()
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_and_resolves(experiment):
+    cfg = compose_train(f"+experiment={experiment}", "paths.output_dir=/tmp/jepa-test-outputs")
+    OmegaConf.resolve(cfg)
+    assert cfg.encoder.embed_dim % cfg.encoder.num_heads == 0
+    assert cfg.predictor.embed_dim == cfg.encoder.embed_dim
+    assert cfg.data.frames_per_clip == cfg.encoder.num_frames == cfg.mask.num_frames
+    assert cfg.optim.lr_schedule.total_steps == cfg.trainer.max_steps
+
+
+@pytest.mark.parametrize("experiment", ["cpu_quick"])
+def test_experiment_instantiates(experiment):
+    cfg = compose_train(f"+experiment={experiment}")
+    task = instantiate(cfg.model, _convert_="all")
+    assert task.encoder.init_kwargs["num_frames"] == cfg.encoder.num_frames
+    mask = instantiate(cfg.mask, _convert_="all")
+    assert mask.grid == (cfg.encoder.num_frames // 2, cfg.encoder.img_size // 16, cfg.encoder.img_size // 16)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, str(REPO / "launch" / "train.py"), *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=120)
+
+
+def test_cfg_job_prints_vit_small_16_frames():
+    proc = run_cli("+experiment=vjepa2_small", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    cfg = OmegaConf.create(proc.stdout)
+    assert cfg.encoder._target_ == "jepa.models.vit.VisionTransformer"
+    assert (cfg.encoder.embed_dim, cfg.encoder.depth, cfg.encoder.num_heads) == (384, 12, 6)
+    assert (cfg.encoder.patch_size, cfg.encoder.num_frames, cfg.encoder.img_size) == (16, 16, 256)
+    assert (cfg.predictor.predictor_embed_dim, cfg.predictor.depth, cfg.predictor.num_heads) == (384, 12, 12)
+    assert cfg.predictor.num_mask_tokens == 10
+
+
+def test_unknown_experiment_lists_valid_names():
+    proc = run_cli("+experiment=does_not_exist")
+    assert proc.returncode != 0
+    assert "does_not_exist" in proc.stderr
+    for name in EXPERIMENTS:
+        assert name in proc.stderr
