@@ -79,10 +79,7 @@ class JEPATask(L.LightningModule):
         self._last_batch_time = now
 
     def on_train_epoch_start(self) -> None:
-        self._last_batch_time = None
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
+        self._last_batch_time = None  # the first batch of an epoch includes worker start-up
 
     def train(self, mode: bool = True) -> JEPATask:
         super().train(mode)

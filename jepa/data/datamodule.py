@@ -1,0 +1,215 @@
+"""Lightning DataModule for video pretraining: batches built inside the workers, masks included.
+
+Epochs and resuming: a pass over the train loader is one epoch of ``steps_per_epoch`` batches, and its data is
+seeded from (seed, epoch, rank, worker). The first pass starts at epoch ``ceil(batches already trained /
+steps_per_epoch)`` (from ``trainer.global_step``, restored before the loader is built), and every later pass takes
+the next epoch. So a run resumed from a checkpoint at an epoch boundary sees exactly the batches of the run it
+continues, and a run resumed mid-epoch starts a fresh epoch instead of replaying clips.
+
+Lightning's own epoch counter is not used: when a run restarts on the last batch of an epoch, Lightning builds
+(and prefetches from) the loader while ``current_epoch`` still names the finished epoch and only then moves on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import webdataset as wds
+from torch.utils.data import IterableDataset, default_collate
+
+from jepa.data.pipeline import BATCHES, VideoClipDataset, stream_seed
+from jepa.data.synthetic import ensure_synthetic_shards
+from jepa.data.transforms import VideoTransform
+
+BatchTransform = Callable[[int, torch.Generator], dict[str, Any]]
+
+
+class BatchedClips(IterableDataset):
+    """Batches a `VideoClipDataset` inside each worker and merges ``batch_transform``'s output into every batch.
+
+    Args:
+        dataset: The clip stream.
+        batch_size: B; only full batches are emitted.
+        batch_transform: ``f(B, generator) -> dict`` (e.g. ``MaskCollator``); its generator is seeded from
+            (seed, epoch, rank, worker) and advances batch after batch, so masks are reproducible too.
+
+    Yields:
+        ``{"video": (B, 3, T, S, S), "label": (B,), "direction": (B,), "key": list[str], **extra}``.
+    """
+
+    def __init__(self, dataset: VideoClipDataset, batch_size: int, batch_transform: BatchTransform | None = None):
+        super().__init__()
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.batch_transform = batch_transform
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch, rank, worker = self.dataset.begin_pass()
+        clips = self.dataset.stream(epoch, rank, worker)
+        batches = wds.batched(self.batch_size, collation_fn=default_collate, partial=False)(clips)
+        if self.batch_transform is None:
+            yield from batches
+            return
+        generator = torch.Generator().manual_seed(stream_seed(self.dataset.seed, epoch, rank, worker, BATCHES))
+        for batch in batches:
+            batch.update(self.batch_transform(self.batch_size, generator))
+            yield batch
+
+
+class EpochWebLoader(wds.WebLoader):
+    """``WebLoader`` that fixes each pass's epoch in the dataset before the pass starts its workers.
+
+    A pass uses the epoch last given to `set_epoch`, else the previous pass's plus one. ``iter()`` is a generator,
+    so nothing happens before the first batch is requested; Lightning's iterability check (a bare ``iter()``)
+    therefore consumes no epoch.
+
+    Args:
+        dataset: Batched clip stream.
+        epoch: Epoch of the first pass.
+        **kwargs: ``torch.utils.data.DataLoader`` arguments (``batch_size`` is None: the dataset batches).
+    """
+
+    def __init__(self, dataset: BatchedClips, epoch: int = 0, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.clips = dataset.dataset
+        self._requested: int | None = epoch
+        self._last = epoch - 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use ``epoch``."""
+        self._requested = epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epoch = self._requested if self._requested is not None else self._last + 1
+        self._requested, self._last = None, epoch
+        self.clips.set_epoch(epoch)  # workers are created below, from this state
+        yield from super().__iter__()
+
+    def shutdown(self) -> None:
+        """Stop persistent workers now.
+
+        Left to the garbage collector (the loader sits in reference cycles with the trainer), the worker queues are
+        closed first and each worker only notices after torch's 5 s poll interval. Lightning does the same for plain
+        DataLoaders (``_shutdown_workers_and_reset_iterator``), through the same private torch attributes.
+        """
+        loader = self.pipeline[0]
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        loader._iterator = None
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Video clips from webdataset shards (or the embedded synthetic set), batched and masked in the workers.
+
+    Args:
+        shards: Shard spec(s) (brace patterns, globs, paths, urls); None = the embedded synthetic dataset.
+        synthetic_dir: Where the synthetic dataset lives (generated on first use, relative to the cwd).
+        synthetic: `ensure_synthetic_shards` kwargs (num_clips, frames, size, ...).
+        batch_size: Clips per batch per rank, B.
+        num_workers: DataLoader workers per rank; each decodes on one thread.
+        frames_per_clip: T.
+        frame_step: Stride between sampled frames.
+        crop_size: Output side S.
+        random_resize_scale: Crop area fraction range.
+        random_resize_aspect_ratio: Crop aspect ratio range.
+        horizontal_flip: Random clip flips.
+        steps_per_epoch: Batches per epoch on every rank (equal on all ranks; schedules use global_step).
+        seed: Base seed of all data randomness.
+        pin_memory: Pin batches (only when CUDA is available).
+        persistent_workers: Keep workers between epochs (they then advance the epoch themselves).
+        batch_transform: ``f(B, generator) -> dict`` run per batch in the workers, e.g. ``jepa.masks.MaskCollator``.
+    """
+
+    def __init__(
+        self,
+        shards: str | list[str] | None = None,
+        synthetic_dir: str = "data/synthetic_videos",
+        synthetic: dict[str, Any] | None = None,
+        batch_size: int = 2,
+        num_workers: int = 2,
+        frames_per_clip: int = 16,
+        frame_step: int = 2,
+        crop_size: int = 256,
+        random_resize_scale: Sequence[float] = (0.3, 1.0),
+        random_resize_aspect_ratio: Sequence[float] = (0.75, 1.35),
+        horizontal_flip: bool = True,
+        steps_per_epoch: int = 1000,
+        seed: int = 0,
+        pin_memory: bool = True,
+        persistent_workers: bool = False,
+        batch_transform: BatchTransform | None = None,
+    ) -> None:
+        super().__init__()
+        self.shards = shards
+        self.synthetic_dir = synthetic_dir
+        self.synthetic = dict(synthetic or {})
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.frames_per_clip = frames_per_clip
+        self.frame_step = frame_step
+        self.transform = VideoTransform(
+            crop_size=crop_size,
+            random_resize_scale=random_resize_scale,
+            random_resize_aspect_ratio=random_resize_aspect_ratio,
+            horizontal_flip=horizontal_flip,
+        )
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.batch_transform = batch_transform
+        self.train_set: BatchedClips | None = None
+        self._loader: EpochWebLoader | None = None
+        self._epoch = 0
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset once per node (Lightning runs this on local rank 0 only)."""
+        if self.shards is None:
+            ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Resolve the shards (raises FileNotFoundError naming missing paths) and build the clip stream."""
+        if self.train_set is not None:
+            return
+        shards = self.shards
+        if shards is None:
+            shards = ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
+        clips = VideoClipDataset(
+            shards,
+            frames_per_clip=self.frames_per_clip,
+            frame_step=self.frame_step,
+            transform=self.transform,
+            seed=self.seed,
+        )
+        self.train_set = BatchedClips(clips, self.batch_size, self.batch_transform)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass over the train loader use ``epoch`` (Lightning does this through the loader)."""
+        self._epoch = epoch
+        if self._loader is not None:
+            self._loader.set_epoch(epoch)
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Stop persistent workers at the end of fit (Lightning calls this)."""
+        if self._loader is not None:
+            self._loader.shutdown()
+
+    def train_dataloader(self) -> EpochWebLoader:
+        """Endless batches cut into epochs of ``steps_per_epoch`` (Lightning then sees an unsized loader)."""
+        if self.train_set is None:
+            self.setup("fit")
+        if self.trainer is not None:
+            batches_done = self.trainer.global_step * self.trainer.accumulate_grad_batches
+            self._epoch = -(-batches_done // self.steps_per_epoch)
+        self._loader = EpochWebLoader(
+            self.train_set,
+            epoch=self._epoch,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        ).with_epoch(self.steps_per_epoch)
+        return self._loader

@@ -1,0 +1,174 @@
+"""Decode random clips from in-memory mp4 bytes with PyAV, and encode frames to H.264 mp4."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import VideoReformatter
+
+
+def clip_indices(num_frames: int, frames_per_clip: int, frame_step: int, generator: torch.Generator) -> list[int]:
+    """Frame indices of a random clip: ``start, start + step, ...`` all inside the video.
+
+    The start is uniform over every position where the whole clip fits. A video shorter than
+    ``(frames_per_clip - 1) * frame_step + 1`` frames starts at 0 and repeats its last sampled frame, as V-JEPA 2's
+    ``loadvideo_decord`` pads short videos.
+
+    Args:
+        num_frames: Frames actually present in the video (> 0).
+        frames_per_clip: Frames in the clip, T.
+        frame_step: Stride between sampled frames.
+        generator: Source of the random start.
+
+    Returns:
+        T frame indices, non-decreasing, each in ``[0, num_frames)``.
+    """
+    span = (frames_per_clip - 1) * frame_step + 1
+    # Always draw, even when there is no choice, so the generator advances the same way for every video.
+    u = float(torch.rand((), generator=generator))
+    start = min(int(u * (num_frames - span + 1)), num_frames - span) if num_frames >= span else 0
+    indices = [i for i in range(start, start + span, frame_step) if i < num_frames]
+    return indices + [indices[-1]] * (frames_per_clip - len(indices))
+
+
+def _open(mp4: bytes) -> av.container.InputContainer:
+    try:
+        return av.open(io.BytesIO(mp4), mode="r")
+    except (av.FFmpegError, UnicodeDecodeError) as exn:
+        raise ValueError(f"cannot open video ({len(mp4)} bytes): {exn}") from exn
+
+
+def _to_rgb(frames: list[av.VideoFrame]) -> torch.Tensor:
+    # One reformatter (one swscale context) for the whole clip: frame.to_ndarray(format=...) builds a new one per
+    # frame, which costs 5-35 ms per clip (PITFALLS 11).
+    reformatter = VideoReformatter()
+    arrays = [reformatter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _decode_from_keyframe(
+    codec: av.codec.context.CodecContext, packets: list[av.Packet], wanted_pts: set[int]
+) -> dict[int, av.VideoFrame] | None:
+    """Decode from the last keyframe before the first wanted frame until every wanted pts came out.
+
+    Returns None when some wanted frame never appears (corrupt packets, open GOPs), so the caller falls back to a
+    full decode.
+    """
+    first = min(wanted_pts)
+    start = 0
+    for i, packet in enumerate(packets):
+        if packet.is_keyframe and packet.pts <= first:
+            start = i
+    found: dict[int, av.VideoFrame] = {}
+    for packet in [*packets[start:], None]:  # None flushes the decoder's delayed frames
+        for frame in codec.decode(packet):
+            if frame.pts is None:
+                return None
+            if frame.pts in wanted_pts:
+                found[frame.pts] = frame
+        if len(found) == len(wanted_pts):
+            return found
+    return None
+
+
+def _decode_all(codec: av.codec.context.CodecContext, packets: list[av.Packet]) -> list[av.VideoFrame]:
+    frames: list[av.VideoFrame] = []
+    for packet in [*packets, None]:
+        try:
+            frames.extend(codec.decode(packet))
+        except av.FFmpegError:
+            continue  # a corrupt packet loses its frame; the frames that do decode still count
+    return frames
+
+
+def decode_clip(mp4: bytes, frames_per_clip: int, frame_step: int, generator: torch.Generator) -> torch.Tensor:
+    """Decode a random clip of ``frames_per_clip`` frames, ``frame_step`` apart, from an in-memory video.
+
+    Frames are counted from the demuxed packets' timestamps, never from the container header (which can be 0 or
+    off by one, PITFALLS 11). Only the GOP holding the clip is decoded, on one thread. If a wanted frame does not
+    decode, the whole video is decoded and the clip is drawn again from the frames that did.
+
+    Args:
+        mp4: The encoded file (mp4, or anything FFmpeg opens: webm, mkv, a PNG as a 1-frame video).
+        frames_per_clip: Frames in the clip, T.
+        frame_step: Stride between sampled frames (1 = consecutive).
+        generator: Source of the random start (see `clip_indices`).
+
+    Returns:
+        (T, H, W, 3) uint8 RGB frames; a short video is padded by repeating its last sampled frame.
+
+    Raises:
+        ValueError: If the bytes do not open as a video or no frame decodes.
+    """
+    if frames_per_clip < 1 or frame_step < 1:
+        raise ValueError(f"frames_per_clip ({frames_per_clip}) and frame_step ({frame_step}) must be >= 1")
+    with _open(mp4) as container:
+        if not container.streams.video:
+            raise ValueError(f"no video stream in {len(mp4)} bytes")
+        stream = container.streams.video[0]
+        codec = stream.codec_context
+        codec.thread_count = 1  # one decoder thread per dataloader worker; the workers are the parallelism
+        try:
+            packets = [p for p in container.demux(stream) if p.size > 0]
+        except av.FFmpegError as exn:
+            raise ValueError(f"cannot demux video ({len(mp4)} bytes): {exn}") from exn
+        if packets and all(p.pts is not None for p in packets):
+            sorted_pts = sorted(p.pts for p in packets)
+            indices = clip_indices(len(sorted_pts), frames_per_clip, frame_step, generator)
+            wanted = [sorted_pts[i] for i in indices]
+            try:
+                found = _decode_from_keyframe(codec, packets, set(wanted))
+            except av.FFmpegError:
+                found = None
+            if found is not None:
+                return _to_rgb([found[p] for p in wanted])
+            codec.flush_buffers()
+        frames = _decode_all(codec, packets)
+        if not frames:
+            raise ValueError(f"no decodable video frames in {len(mp4)} bytes ({len(packets)} packets)")
+        frames.sort(key=lambda f: f.pts if f.pts is not None else 0)
+        indices = clip_indices(len(frames), frames_per_clip, frame_step, generator)
+        return _to_rgb([frames[i] for i in indices])
+
+
+def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18) -> bytes:
+    """Encode RGB frames to an H.264 mp4 laid out for fast random-clip decoding.
+
+    libx264 (bundled in PyAV's wheels), yuv420p, a keyframe every ``gop`` frames (``-g -keyint_min``, no scene-cut
+    keyframes), no B-frames and ``-tune fastdecode``: decoding a clip then costs about ``gop/2`` extra frames
+    (PITFALLS 11).
+
+    Args:
+        frames: (T, H, W, 3) uint8 RGB; H and W must be even (yuv420p subsamples chroma 2x2).
+        fps: Frame rate written in the container.
+        gop: Keyframe interval in frames.
+        crf: x264 constant rate factor (lower = closer to the input; 18 is visually lossless).
+
+    Returns:
+        The mp4 file as bytes.
+
+    Raises:
+        ValueError: If the array is not (T, H, W, 3) uint8 with T >= 1 and even H, W.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames with T >= 1, got {frames.shape} {frames.dtype}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"H and W must be even for yuv420p H.264, got {height}x{width}")
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "tune": "fastdecode"}
+        stream = container.add_stream("libx264", rate=fps, options={**options, "crf": str(crf), "preset": "fast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.codec_context.thread_count = 1  # writers run one clip per process; threads would oversubscribe
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()

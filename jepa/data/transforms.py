@@ -1,0 +1,130 @@
+"""Clip-level augmentation: one random resized crop and one flip for every frame of a clip, then normalise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator,
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """Sample a crop box like torchvision's ``RandomResizedCrop.get_params`` (used by V-JEPA 2's video transforms).
+
+    Args:
+        height: Frame height H.
+        width: Frame width W.
+        scale: (min, max) fraction of the frame area covered by the crop.
+        ratio: (min, max) aspect ratio w / h, sampled log-uniformly.
+        generator: Source of randomness.
+        attempts: Draws before falling back to a central crop with the ratio clamped.
+
+    Returns:
+        (top, left, h, w) of the crop in pixels.
+    """
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        u = torch.rand(4, generator=generator).tolist()
+        target_area = area * (scale[0] + u[0] * (scale[1] - scale[0]))
+        aspect = math.exp(log_ratio[0] + u[1] * (log_ratio[1] - log_ratio[0]))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = min(int(u[2] * (height - h + 1)), height - h)
+            left = min(int(u[3] * (width - w + 1)), width - w)
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        w, h = round(height * max(ratio)), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class VideoTransform:
+    """Random resized crop + horizontal flip (training) or short-side center crop (eval), then normalise.
+
+    The crop box and flip are drawn once per clip, so all T frames see the same view and motion stays coherent. Only
+    the cropped region is resized (bilinear via ``F.interpolate``), which keeps the cost at about one resize of the
+    output size per frame.
+
+    Args:
+        crop_size: Output side S.
+        random_resize_scale: (min, max) crop area fraction (V-JEPA 2: 0.3-1.0).
+        random_resize_aspect_ratio: (min, max) crop aspect ratio w / h (V-JEPA 2: 0.75-1.35).
+        horizontal_flip: Flip the whole clip with probability 0.5 in training.
+        mean: Per-channel RGB mean in [0, 1] units.
+        std: Per-channel RGB std in [0, 1] units.
+        training: False gives the deterministic eval view: the centered square of side min(H, W) resized to S, which
+            equals "resize the short side to S, then center crop S x S".
+    """
+
+    def __init__(
+        self,
+        crop_size: int = 256,
+        random_resize_scale: Sequence[float] = (0.3, 1.0),
+        random_resize_aspect_ratio: Sequence[float] = (0.75, 1.35),
+        horizontal_flip: bool = True,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        training: bool = True,
+    ) -> None:
+        self.crop_size = crop_size
+        self.random_resize_scale = tuple(random_resize_scale)
+        self.random_resize_aspect_ratio = tuple(random_resize_aspect_ratio)
+        self.horizontal_flip = horizontal_flip
+        self.training = training
+        # Fold /255 and the normalisation into one multiply-add on the small output tensor.
+        std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1) / std_t
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Transform one clip.
+
+        Args:
+            frames: (T, H, W, 3) uint8 RGB.
+            generator: Source of the crop box and flip; required in training mode, unused in eval mode.
+
+        Returns:
+            (3, T, S, S) float32, normalised.
+        """
+        _, height, width, _ = frames.shape
+        flip = False
+        if self.training:
+            if generator is None:
+                raise ValueError("VideoTransform(training=True) needs a torch.Generator for reproducible crops")
+            top, left, h, w = random_resized_crop_box(
+                height, width, self.random_resize_scale, self.random_resize_aspect_ratio, generator
+            )
+            # Draw the coin even with flipping off, so the generator advances the same way in both settings.
+            coin = float(torch.rand((), generator=generator))
+            flip = self.horizontal_flip and coin < 0.5
+        else:
+            side = min(height, width)
+            top, left, h, w = (height - side) // 2, (width - side) // 2, side, side
+        x = frames[:, top : top + h, left : left + w].permute(0, 3, 1, 2).float()  # (T, 3, h, w)
+        if (h, w) != (self.crop_size, self.crop_size):
+            x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False)
+        if flip:
+            x = x.flip(-1)
+        x = x.permute(1, 0, 2, 3)  # (3, T, S, S)
+        return (x * self._scale + self._shift).contiguous()
+
+    def __repr__(self) -> str:
+        mode = "train" if self.training else "eval"
+        return (
+            f"VideoTransform(crop_size={self.crop_size}, scale={self.random_resize_scale}, "
+            f"ratio={self.random_resize_aspect_ratio}, flip={self.horizontal_flip}, mode={mode})"
+        )
