@@ -73,7 +73,9 @@ def describe_size(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Names the encoder size a state dict fits, e.g. 'vit_large (1024 wide, 24 deep, patch 16, tubelet 2)'."""
     kw = infer_encoder_kwargs(state_dict)
     name = VIT_SIZES.get((kw["embed_dim"], kw["depth"]), ("a custom ViT",))[0]
-    return f"{name} ({kw['embed_dim']} wide, {kw['depth']} deep, patch {kw['patch_size']}, tubelet {kw['tubelet_size']})"
+    return (
+        f"{name} ({kw['embed_dim']} wide, {kw['depth']} deep, patch {kw['patch_size']}, tubelet {kw['tubelet_size']})"
+    )
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:

@@ -56,8 +56,7 @@ class MaskCollator:
         patch_size: int = 16,
         tubelet_size: int = 2,
     ) -> None:
-        self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**{k: tuple(v) if isinstance(v, list) else v
-                                                                     for k, v in s.items()}) for s in specs]
+        self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**s) for s in specs]
         self.grid = (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size)
 
     @property
@@ -80,9 +79,9 @@ class MaskCollator:
         t, h, w = size
         keep = torch.ones(self.grid, dtype=torch.bool)
         for _ in range(spec.num_blocks):
-            top, left, start = _randint(generator, H - h + 1), _randint(generator, W - w + 1), _randint(
-                generator, T - t + 1
-            )
+            top = _randint(generator, H - h + 1)
+            left = _randint(generator, W - w + 1)
+            start = _randint(generator, T - t + 1)
             keep[start : start + t, top : top + h, left : left + w] = False
         return keep.flatten()
 

@@ -57,7 +57,9 @@ def train(cfg: DictConfig) -> L.Trainer:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     task = instantiate(cfg.model, _convert_="all")
-    trainer = instantiate(cfg.trainer, callbacks=build_group(cfg.get("callbacks")), logger=build_group(cfg.get("logger")))
+    trainer = instantiate(
+        cfg.trainer, callbacks=build_group(cfg.get("callbacks")), logger=build_group(cfg.get("logger"))
+    )
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_path(cfg))
     return trainer
 

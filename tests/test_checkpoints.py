@@ -13,13 +13,23 @@ ATOL = 1e-4
 
 
 def fixture_modules(cfg: dict) -> tuple[VisionTransformer, VisionTransformerPredictor]:
-    geometry = dict(img_size=cfg["img"], num_frames=cfg["frames"], patch_size=cfg["patch_size"],
-                    tubelet_size=cfg["tubelet_size"])
-    encoder = VisionTransformer(embed_dim=cfg["embed_dim"], depth=cfg["depth"], num_heads=cfg["heads"],
-                                norm_eps=cfg["layer_norm_eps"], **geometry)
+    geometry = dict(
+        img_size=cfg["img"], num_frames=cfg["frames"], patch_size=cfg["patch_size"], tubelet_size=cfg["tubelet_size"]
+    )
+    encoder = VisionTransformer(
+        embed_dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["heads"],
+        norm_eps=cfg["layer_norm_eps"],
+        **geometry,
+    )
     predictor = VisionTransformerPredictor(
-        embed_dim=cfg["embed_dim"], predictor_embed_dim=cfg["pred_dim"], depth=cfg["pred_depth"],
-        num_heads=cfg["pred_heads"], num_mask_tokens=cfg["num_mask_tokens"], **geometry,
+        embed_dim=cfg["embed_dim"],
+        predictor_embed_dim=cfg["pred_dim"],
+        depth=cfg["pred_depth"],
+        num_heads=cfg["pred_heads"],
+        num_mask_tokens=cfg["num_mask_tokens"],
+        **geometry,
     )
     return encoder, predictor
 
@@ -33,8 +43,9 @@ def test_released_layout_reproduces_reference_outputs(vjepa2_fixture, which):
     with torch.no_grad():
         full = encoder(inputs["video"])
         ctx = encoder(inputs["video"], keep=inputs["context_idx"])
-        pred = predictor(outputs["encoder_context"], inputs["context_idx"], inputs["target_idx"],
-                         mask_index=inputs["mask_index"])
+        pred = predictor(
+            outputs["encoder_context"], inputs["context_idx"], inputs["target_idx"], mask_index=inputs["mask_index"]
+        )
     torch.testing.assert_close(full, outputs["encoder"], atol=ATOL, rtol=0)
     torch.testing.assert_close(ctx, outputs["encoder_context"], atol=ATOL, rtol=0)
     torch.testing.assert_close(pred, outputs["predictor"], atol=ATOL, rtol=0)
@@ -47,8 +58,14 @@ def test_released_layout_reproduces_reference_outputs(vjepa2_fixture, which):
 def test_untiled_rope_does_not_match_released_weights(vjepa2_fixture):
     """The compat switch matters: the interleaved (fixed) RoPE layout gives different features."""
     cfg = vjepa2_fixture["config"]
-    encoder = VisionTransformer(img_size=cfg["img"], num_frames=cfg["frames"], embed_dim=cfg["embed_dim"],
-                                depth=cfg["depth"], num_heads=cfg["heads"], tiled_rope=False)
+    encoder = VisionTransformer(
+        img_size=cfg["img"],
+        num_frames=cfg["frames"],
+        embed_dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["heads"],
+        tiled_rope=False,
+    )
     load_released_vjepa2(vjepa2_fixture["checkpoint"], encoder)
     with torch.no_grad():
         out = encoder.eval()(vjepa2_fixture["inputs"]["video"])

@@ -46,8 +46,14 @@ def test_experiment_instantiates(experiment):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, str(REPO / "launch" / "train.py"), *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "launch" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def test_cfg_job_prints_vit_small_16_frames():

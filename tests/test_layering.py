@@ -18,7 +18,9 @@ def test_import_contracts_hold():
 
 def test_models_import_without_lightning_or_hydra():
     # (wandb is left out: timm.layers itself imports it when installed)
-    code = "import sys, jepa.models.vit, jepa.models.predictor, jepa.checkpoints; " \
-           "bad = [m for m in ('lightning', 'hydra', 'omegaconf', 'webdataset') if m in sys.modules]; " \
-           "assert not bad, bad"
+    code = (
+        "import sys, jepa.models.vit, jepa.models.predictor, jepa.checkpoints; "
+        "bad = [m for m in ('lightning', 'hydra', 'omegaconf', 'webdataset') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

@@ -12,10 +12,10 @@ def sample(seed: int, batch_size: int = 4, **kw):
 def test_two_families_disjoint_sorted_equal_counts():
     out = sample(0, num_frames=16, crop_size=256)
     assert len(out["ctx_idx"]) == len(out["tgt_idx"]) == 2
-    for ctx, tgt in zip(out["ctx_idx"], out["tgt_idx"]):
+    for ctx, tgt in zip(out["ctx_idx"], out["tgt_idx"], strict=False):
         assert ctx.dtype == tgt.dtype == torch.int64 and ctx.shape[0] == tgt.shape[0] == 4
         assert (ctx.diff(dim=1) > 0).all() and (tgt.diff(dim=1) > 0).all()
-        for c, t in zip(ctx, tgt):
+        for c, t in zip(ctx, tgt, strict=False):
             assert not set(c.tolist()) & set(t.tolist())
             assert 0 <= min(c.min(), t.min()) and max(c.max(), t.max()) < 8 * 16 * 16
     short, long = (t.shape[1] / 2048 for t in out["tgt_idx"])
@@ -25,15 +25,16 @@ def test_two_families_disjoint_sorted_equal_counts():
 def test_blocks_span_full_time():
     """V-JEPA 2 blocks cover every latent frame: a target's spatial position is masked in all frames."""
     mc = MaskCollator([MaskSpec(num_blocks=2, spatial_scale=(0.2, 0.2))], num_frames=8, crop_size=64, patch_size=8)
-    keep = mc.sample_context(mc.specs[0], mc.block_size(mc.specs[0], torch.Generator().manual_seed(1)),
-                             torch.Generator().manual_seed(2)).view(mc.grid)
+    keep = mc.sample_context(
+        mc.specs[0], mc.block_size(mc.specs[0], torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2)
+    ).view(mc.grid)
     assert (keep == keep[0:1]).all() and not keep.all()
 
 
 def test_seeded_and_reproducible():
     a, b, c = sample(3), sample(3), sample(4)
-    assert all(torch.equal(x, y) for x, y in zip(a["ctx_idx"], b["ctx_idx"]))
-    assert not all(torch.equal(x, y) for x, y in zip(a["ctx_idx"], c["ctx_idx"]))
+    assert all(torch.equal(x, y) for x, y in zip(a["ctx_idx"], b["ctx_idx"], strict=False))
+    assert not all(torch.equal(x, y) for x, y in zip(a["ctx_idx"], c["ctx_idx"], strict=False))
 
 
 def test_equalizing_does_not_favour_the_last_tokens():

@@ -8,8 +8,9 @@ from jepa.optim import CosineSchedule, LinearSchedule, WarmupConstantCooldown, e
 
 
 def test_warmup_constant_cooldown():
-    s = WarmupConstantCooldown(peak=1.0, start=0.1, final=0.0, warmup_fraction=0.1, cooldown_fraction=0.2,
-                               total_steps=100)
+    s = WarmupConstantCooldown(
+        peak=1.0, start=0.1, final=0.0, warmup_fraction=0.1, cooldown_fraction=0.2, total_steps=100
+    )
     assert s(0) == pytest.approx(0.1) and s(5) == pytest.approx(0.55) and s(10) == 1.0 and s(79) == 1.0
     assert s(90) == pytest.approx(0.5) and s(100) == 0.0 and s(1000) == 0.0
 
@@ -21,8 +22,16 @@ def test_constant_and_linear_schedules():
 
 
 def test_no_weight_decay_on_bias_norm_and_mask_tokens():
-    pred = VisionTransformerPredictor(img_size=32, num_frames=4, patch_size=8, embed_dim=48,
-                                      predictor_embed_dim=32, depth=1, num_heads=2, num_mask_tokens=2)
+    pred = VisionTransformerPredictor(
+        img_size=32,
+        num_frames=4,
+        patch_size=8,
+        embed_dim=48,
+        predictor_embed_dim=32,
+        depth=1,
+        num_heads=2,
+        num_mask_tokens=2,
+    )
     decay, no_decay = param_groups([pred], weight_decay=0.04)
     names = {id(p): n for n, p in pred.named_parameters()}
     assert all(names[id(p)].endswith("weight") and p.ndim == 2 for p in decay["params"])

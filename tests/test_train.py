@@ -52,8 +52,9 @@ def shards(tmp_path_factory) -> str:
 
 def run(run_dir: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"paths.output_dir={run_dir.parent}", f"run_name={run_dir.name}",
-                                          *overrides])
+        cfg = compose(
+            "train", overrides=[*TINY, f"paths.output_dir={run_dir.parent}", f"run_name={run_dir.name}", *overrides]
+        )
     return train_launcher.train(cfg)
 
 
@@ -69,8 +70,13 @@ def losses(run_dir: Path) -> dict[int, float]:
 
 def test_loss_goes_down(tmp_path, shards):
     run_dir = tmp_path / "down"
-    run(run_dir, f"data.shards='{shards}'", "trainer.max_steps=60", "trainer.log_every_n_steps=1",
-        "data.steps_per_epoch=10")
+    run(
+        run_dir,
+        f"data.shards='{shards}'",
+        "trainer.max_steps=60",
+        "trainer.log_every_n_steps=1",
+        "data.steps_per_epoch=10",
+    )
     curve = losses(run_dir)
     assert len(curve) == 60
     first = sum(curve[s] for s in range(1, 11)) / 10
@@ -84,8 +90,12 @@ def test_loss_goes_down(tmp_path, shards):
 
 
 def test_resume_gives_same_losses(tmp_path, shards):
-    common = [f"data.shards='{shards}'", "trainer.log_every_n_steps=1", "data.steps_per_epoch=4",
-              "callbacks.checkpoint.every_n_train_steps=4"]
+    common = [
+        f"data.shards='{shards}'",
+        "trainer.log_every_n_steps=1",
+        "data.steps_per_epoch=4",
+        "callbacks.checkpoint.every_n_train_steps=4",
+    ]
     budget = [f"optim.{s}.total_steps=12" for s in ("lr_schedule", "wd_schedule", "ema_schedule")]
     straight = tmp_path / "straight"
     run(straight, *common, "trainer.max_steps=12")
@@ -107,9 +117,18 @@ def test_resume_gives_same_losses(tmp_path, shards):
 def test_missing_shards_is_one_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "shard-{000000..000001}.tar"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "launch" / "train.py"), *TINY, f"data.shards='{missing}'",
-         f"paths.output_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"},
+        [
+            sys.executable,
+            str(REPO / "launch" / "train.py"),
+            *TINY,
+            f"data.shards='{missing}'",
+            f"paths.output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "WANDB_MODE": "disabled"},
     )
     assert proc.returncode == 2
     assert "nowhere" in proc.stderr and "shard" in proc.stderr

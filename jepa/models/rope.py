@@ -120,9 +120,9 @@ class RoPEAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Args:
-            x: (B, N, D) tokens.
-            rope: (cos, sin) from `RoPE3D`, each broadcastable to (B, heads, N, head_dim); None = no rotation.
-            attn_mask: optional boolean (N, N) or (B, 1, N, N) mask, True = may attend.
+        x: (B, N, D) tokens.
+        rope: (cos, sin) from `RoPE3D`, each broadcastable to (B, heads, N, head_dim); None = no rotation.
+        attn_mask: optional boolean (N, N) or (B, 1, N, N) mask, True = may attend.
         """
         B, N, D = x.shape
         q, k, v = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)

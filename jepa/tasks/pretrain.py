@@ -53,7 +53,7 @@ class PretrainTask(JEPATask):
         x = batch["video"]
         z_tgt = self.target_features(x)
         losses = []
-        for i, (ctx_idx, tgt_idx) in enumerate(zip(batch["ctx_idx"], batch["tgt_idx"])):
+        for i, (ctx_idx, tgt_idx) in enumerate(zip(batch["ctx_idx"], batch["tgt_idx"], strict=False)):
             z_pred = self.predict(x, ctx_idx, tgt_idx, mask_index=i)
             losses.append(jepa_l1_loss(z_pred, gather_tokens(z_tgt, tgt_idx)))
         loss = torch.stack(losses).mean()

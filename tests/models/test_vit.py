@@ -61,9 +61,14 @@ def test_backward_reaches_every_parameter():
 
 def test_predictor_is_order_equivariant_in_targets_and_invariant_in_context():
     torch.manual_seed(0)
-    pred = VisionTransformerPredictor(**{k: TINY[k] for k in ("img_size", "num_frames", "patch_size", "tubelet_size")},
-                                      embed_dim=48, predictor_embed_dim=32, depth=2, num_heads=2,
-                                      zero_init_mask_tokens=False).eval()
+    pred = VisionTransformerPredictor(
+        **{k: TINY[k] for k in ("img_size", "num_frames", "patch_size", "tubelet_size")},
+        embed_dim=48,
+        predictor_embed_dim=32,
+        depth=2,
+        num_heads=2,
+        zero_init_mask_tokens=False,
+    ).eval()
     ctx_idx = torch.tensor([[0, 5, 9, 17], [2, 3, 4, 30]])
     tgt_idx = torch.tensor([[1, 6, 20], [10, 11, 31]])
     z_ctx = torch.randn(2, 4, 48)
@@ -79,8 +84,14 @@ def test_predictor_is_order_equivariant_in_targets_and_invariant_in_context():
 
 @pytest.mark.parametrize(
     "factory,dim,depth,heads",
-    [("vit_tiny", 192, 12, 3), ("vit_small", 384, 12, 6), ("vit_base", 768, 12, 12), ("vit_large", 1024, 24, 16),
-     ("vit_huge", 1280, 32, 16), ("vit_giant", 1408, 40, 22)],
+    [
+        ("vit_tiny", 192, 12, 3),
+        ("vit_small", 384, 12, 6),
+        ("vit_base", 768, 12, 12),
+        ("vit_large", 1024, 24, 16),
+        ("vit_huge", 1280, 32, 16),
+        ("vit_giant", 1408, 40, 22),
+    ],
 )
 def test_factory_sizes(factory, dim, depth, heads):
     with torch.device("meta"):
