@@ -49,26 +49,26 @@ class PretrainTask(JEPATask):
         z_ctx = self.encoder(x, keep=ctx_idx)
         return self.predictor(z_ctx, ctx_idx, tgt_idx, mask_index=mask_index, grid=self.encoder.grid_shape(x))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """The V-JEPA objective for one batch: mean over mask families of the L1 prediction loss."""
         x = batch["video"]
         z_tgt = self.target_features(x)
         losses = []
-        for i, (ctx_idx, tgt_idx) in enumerate(zip(batch["ctx_idx"], batch["tgt_idx"], strict=False)):
+        for i, (ctx_idx, tgt_idx) in enumerate(zip(batch["ctx_idx"], batch["tgt_idx"], strict=True)):
             z_pred = self.predict(x, ctx_idx, tgt_idx, mask_index=i)
             losses.append(jepa_l1_loss(z_pred, gather_tokens(z_tgt, tgt_idx)))
         loss = torch.stack(losses).mean()
-
         num_tokens = z_tgt.size(1)
-        masked = sum(t.size(1) for t in batch["tgt_idx"]) / (len(batch["tgt_idx"]) * num_tokens)
-        self.log_dict(
-            {
-                "train/loss": loss,
-                "train/masked_fraction": masked,
-                # collapse signal: per-channel std of the targets over all clips and tokens (-> 0 if collapsed)
-                "train/target_std": z_tgt.flatten(0, 1).std(0).mean(),
-            },
-            on_step=True,
-            prog_bar=False,
-        )
-        self.log("loss", loss, prog_bar=True, logger=False)
+        metrics = {
+            "train/loss": loss.detach(),
+            "train/masked_fraction": sum(t.size(1) for t in batch["tgt_idx"]) / (len(losses) * num_tokens),
+            # collapse signal: per-channel std of the targets over all clips and tokens (-> 0 if collapsed)
+            "train/target_std": z_tgt.flatten(0, 1).std(0).mean(),
+        }
+        return loss, metrics
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss_and_metrics(batch)
+        self.log_dict(metrics, on_step=True, prog_bar=False)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
         return loss
