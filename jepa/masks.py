@@ -57,15 +57,18 @@ class MaskCollator:
         tubelet_size: int = 2,
     ) -> None:
         self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**s) for s in specs]
+        self.tubelet_size = tubelet_size
         self.grid = (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size)
 
     @property
     def num_tokens(self) -> int:
         return math.prod(self.grid)
 
-    def block_size(self, spec: MaskSpec, generator: torch.Generator) -> tuple[int, int, int]:
+    def block_size(
+        self, spec: MaskSpec, generator: torch.Generator, grid: tuple[int, int, int] | None = None
+    ) -> tuple[int, int, int]:
         """(t, h, w) box size in tokens, as vjepa2 `_MaskGenerator._sample_block_size`."""
-        T, H, W = self.grid
+        T, H, W = grid or self.grid
         t = max(1, int(T * _uniform(generator, *spec.temporal_scale)))
         area = int(H * W * _uniform(generator, *spec.spatial_scale))
         ratio = _uniform(generator, *spec.aspect_ratio)
@@ -73,11 +76,17 @@ class MaskCollator:
         w = min(int(round(math.sqrt(area / ratio))), W)
         return t, h, w
 
-    def sample_context(self, spec: MaskSpec, size: tuple[int, int, int], generator: torch.Generator) -> torch.Tensor:
+    def sample_context(
+        self,
+        spec: MaskSpec,
+        size: tuple[int, int, int],
+        generator: torch.Generator,
+        grid: tuple[int, int, int] | None = None,
+    ) -> torch.Tensor:
         """(T'*H'*W',) bool: True = context, False = target (covered by one of the blocks)."""
-        T, H, W = self.grid
+        T, H, W = grid = grid or self.grid
         t, h, w = size
-        keep = torch.ones(self.grid, dtype=torch.bool)
+        keep = torch.ones(grid, dtype=torch.bool)
         for _ in range(spec.num_blocks):
             top = _randint(generator, H - h + 1)
             left = _randint(generator, W - w + 1)
@@ -85,14 +94,20 @@ class MaskCollator:
             keep[start : start + t, top : top + h, left : left + w] = False
         return keep.flatten()
 
-    def __call__(self, batch_size: int, generator: torch.Generator) -> dict[str, list[torch.Tensor]]:
-        """Returns {"ctx_idx": [(B, Kc_i)], "tgt_idx": [(B, Kt_i)]}: sorted int64 indices, one entry per family."""
+    def __call__(
+        self, batch_size: int, generator: torch.Generator, num_frames: int | None = None
+    ) -> dict[str, list[torch.Tensor]]:
+        """Returns {"ctx_idx": [(B, Kc_i)], "tgt_idx": [(B, Kt_i)]}: sorted int64 indices, one entry per family.
+
+        `num_frames` overrides the configured clip length (mixed datasets with their own frames per clip).
+        """
+        grid = self.grid if num_frames is None else (max(num_frames // self.tubelet_size, 1), *self.grid[1:])
         ctx_all, tgt_all = [], []
         for spec in self.specs:
-            size = self.block_size(spec, generator)
+            size = self.block_size(spec, generator, grid)
             keeps = []
             while len(keeps) < batch_size:
-                keep = self.sample_context(spec, size, generator)
+                keep = self.sample_context(spec, size, generator, grid)
                 if keep.any():  # the reference resamples an empty context
                     keeps.append(keep)
             ctx = [k.nonzero().squeeze(1) for k in keeps]

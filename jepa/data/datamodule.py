@@ -1,17 +1,24 @@
 """Lightning DataModule for video pretraining: batches built inside the workers, masks included.
 
 Epochs and resuming: a pass over the train loader is one epoch of ``steps_per_epoch`` batches, and its data is
-seeded from (seed, epoch, rank, worker). The first pass starts at epoch ``ceil(batches already trained /
-steps_per_epoch)`` (from ``trainer.global_step``, restored before the loader is built), and every later pass takes
-the next epoch. So a run resumed from a checkpoint at an epoch boundary sees exactly the batches of the run it
-continues, and a run resumed mid-epoch starts a fresh epoch instead of replaying clips.
+seeded from (seed, epoch, rank, worker). The first pass starts at epoch ``batches already trained //
+steps_per_epoch`` (from ``trainer.global_step``, restored before the loader is built) and skips the batches of that
+epoch already trained; every later pass takes the next epoch. So a resumed run, at an epoch boundary or mid-epoch
+(preemption), sees exactly the batches of the run it continues. Skipped batches are still decoded (by the workers,
+in parallel): a mid-epoch resume costs at most one epoch of data loading.
 
 Lightning's own epoch counter is not used: when a run restarts on the last batch of an epoch, Lightning builds
 (and prefetches from) the loader while ``current_epoch`` still names the finished epoch and only then moves on.
+
+Bad data: every batch carries its worker's skip counts (``data_stats``); the DataModule removes them before the batch
+reaches the model and logs ``data/skipped`` and ``data/skipped_fraction`` (totals over the run on this rank).
 """
 
 from __future__ import annotations
 
+import inspect
+import itertools
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,11 +27,22 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, default_collate
 
-from jepa.data.pipeline import BATCHES, VideoClipDataset, stream_seed
+from jepa.data.mixing import DatasetSpec, MixedBatches
+from jepa.data.pipeline import BATCHES, DATASETS, VideoClipDataset, stream_seed
 from jepa.data.synthetic import ensure_synthetic_shards
 from jepa.data.transforms import VideoTransform
 
-BatchTransform = Callable[[int, torch.Generator], dict[str, Any]]
+log = logging.getLogger(__name__)
+
+# f(B, generator) -> dict, or f(B, generator, num_frames=T) -> dict when the clips' T varies across datasets.
+BatchTransform = Callable[..., dict[str, Any]]
+
+
+def _takes_num_frames(transform: BatchTransform) -> bool:
+    try:
+        return "num_frames" in inspect.signature(transform).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class BatchedClips(IterableDataset):
@@ -33,11 +51,13 @@ class BatchedClips(IterableDataset):
     Args:
         dataset: The clip stream.
         batch_size: B; only full batches are emitted.
-        batch_transform: ``f(B, generator) -> dict`` (e.g. ``MaskCollator``); its generator is seeded from
-            (seed, epoch, rank, worker) and advances batch after batch, so masks are reproducible too.
+        batch_transform: ``f(B, generator) -> dict`` (e.g. ``MaskCollator``), called as ``f(B, generator,
+            num_frames=T)`` when it takes ``num_frames``; its generator is seeded from (seed, epoch, rank, worker) and
+            advances batch after batch, so masks are reproducible too.
 
     Yields:
-        ``{"video": (B, 3, T, S, S), "label": (B,), "direction": (B,), "key": list[str], **extra}``.
+        ``{"video": (B, 3, T, S, S), "label": (B,), "direction": (B,), "key": list[str], "data_stats": {source:
+        counts}, **extra}``.
     """
 
     def __init__(self, dataset: VideoClipDataset, batch_size: int, batch_transform: BatchTransform | None = None):
@@ -46,16 +66,24 @@ class BatchedClips(IterableDataset):
         self.batch_size = batch_size
         self.batch_transform = batch_transform
 
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch, rank, worker = self.dataset.begin_pass()
+        return self.batches(*self.dataset.begin_pass())
+
+    def batches(self, epoch: int, rank: int, worker: int, name: str = "0") -> Iterator[dict[str, Any]]:
+        """The batches of one (epoch, rank, worker); ``name`` tells this dataset's skip counts apart in a mixture."""
         clips = self.dataset.stream(epoch, rank, worker)
         batches = wds.batched(self.batch_size, collation_fn=default_collate, partial=False)(clips)
-        if self.batch_transform is None:
-            yield from batches
-            return
         generator = torch.Generator().manual_seed(stream_seed(self.dataset.seed, epoch, rank, worker, BATCHES))
+        kwargs = {"num_frames": self.dataset.frames_per_clip} if _takes_num_frames(self.batch_transform) else {}
+        source = f"{name}/{epoch}/{rank}/{worker}"
         for batch in batches:
-            batch.update(self.batch_transform(self.batch_size, generator))
+            if self.batch_transform is not None:
+                batch.update(self.batch_transform(self.batch_size, generator, **kwargs))
+            stats = self.dataset.stats
+            batch["data_stats"] = {source: (stats.good, stats.skipped)}
             yield batch
 
 
@@ -72,11 +100,12 @@ class EpochWebLoader(wds.WebLoader):
         **kwargs: ``torch.utils.data.DataLoader`` arguments (``batch_size`` is None: the dataset batches).
     """
 
-    def __init__(self, dataset: BatchedClips, epoch: int = 0, **kwargs: Any) -> None:
+    def __init__(self, dataset: BatchedClips | MixedBatches, epoch: int = 0, **kwargs: Any) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
-        self.clips = dataset.dataset
+        self.batch_stream = dataset
         self._requested: int | None = epoch
         self._last = epoch - 1
+        self.skip = 0  # batches the next pass drops first (the already-trained part of a resumed epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass use ``epoch``."""
@@ -85,8 +114,9 @@ class EpochWebLoader(wds.WebLoader):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self._requested if self._requested is not None else self._last + 1
         self._requested, self._last = None, epoch
-        self.clips.set_epoch(epoch)  # workers are created below, from this state
-        yield from super().__iter__()
+        self.batch_stream.set_epoch(epoch)  # workers are created below, from this state
+        skip, self.skip = self.skip, 0
+        yield from itertools.islice(super().__iter__(), skip, None)  # with_epoch keeps the pass to the epoch's end
 
     def shutdown(self) -> None:
         """Stop persistent workers now.
@@ -122,6 +152,13 @@ class VideoDataModule(L.LightningDataModule):
         pin_memory: Pin batches (only when CUDA is available).
         persistent_workers: Keep workers between epochs (they then advance the epoch themselves).
         batch_transform: ``f(B, generator) -> dict`` run per batch in the workers, e.g. ``jepa.masks.MaskCollator``.
+        datasets: A weighted mixture of datasets (`DatasetSpec`, each with its own shards, T, stride and batch
+            transform) instead of ``shards``; every batch comes from one of them.
+        fps: Sample clips at this frame rate (stride from each video's rate, as V-JEPA 2) instead of ``frame_step``.
+        min_frames: Skip (and count) videos shorter than this instead of padding them.
+        decoder: ``"pyav"`` or ``"torchcodec"`` (optional install).
+        check_readable: Decode one clip per dataset in `setup`, so a shard list with nothing readable fails there with
+            one message instead of inside a worker.
     """
 
     def __init__(
@@ -142,8 +179,15 @@ class VideoDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = False,
         batch_transform: BatchTransform | None = None,
+        datasets: Sequence[DatasetSpec] | None = None,
+        fps: float | None = None,
+        min_frames: int = 1,
+        decoder: str = "pyav",
+        check_readable: bool = True,
     ) -> None:
         super().__init__()
+        if datasets is not None and shards is not None:
+            raise ValueError("give either data.shards or data.datasets (a mixture), not both; set one of them to null")
         self.shards = shards
         self.synthetic_dir = synthetic_dir
         self.synthetic = dict(synthetic or {})
@@ -162,9 +206,16 @@ class VideoDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.batch_transform = batch_transform
-        self.train_set: BatchedClips | None = None
+        self.datasets = list(datasets) if datasets is not None else None
+        self.fps = fps
+        self.min_frames = min_frames
+        self.decoder = decoder
+        self.check_readable = check_readable
+        self.train_set: BatchedClips | MixedBatches | None = None
         self._loader: EpochWebLoader | None = None
         self._epoch = 0
+        self.data_stats: dict[str, tuple[int, int]] = {}  # per (dataset, epoch, rank, worker): (good, skipped)
+        self._warned_at = 0
 
     def prepare_data(self) -> None:
         """Generate the synthetic dataset once per node (Lightning runs this on local rank 0 only)."""
@@ -172,20 +223,55 @@ class VideoDataModule(L.LightningDataModule):
             ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
-        """Resolve the shards (raises FileNotFoundError naming missing paths) and build the clip stream."""
+        """Resolve the shards (raises FileNotFoundError naming missing paths) and build the clip stream(s)."""
         if self.train_set is not None:
             return
-        shards = self.shards
-        if shards is None:
-            shards = ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
+        if self.datasets is None:
+            shards = self.shards
+            if shards is None:
+                shards = ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
+            self.train_set = self._batched(DatasetSpec(shards), self.seed)
+        else:
+            sources = [
+                self._batched(d, stream_seed(self.seed, 0, 0, i, DATASETS)) for i, d in enumerate(self.datasets)
+            ]
+            self.train_set = MixedBatches(sources, [d.weight for d in self.datasets], seed=self.seed)
+
+    def _batched(self, spec: DatasetSpec, seed: int) -> BatchedClips:
         clips = VideoClipDataset(
-            shards,
-            frames_per_clip=self.frames_per_clip,
-            frame_step=self.frame_step,
+            spec.shards,
+            frames_per_clip=spec.frames_per_clip or self.frames_per_clip,
+            frame_step=spec.frame_step or self.frame_step,
             transform=self.transform,
-            seed=self.seed,
+            seed=seed,
+            fps=spec.fps or self.fps,
+            min_frames=self.min_frames,
+            decoder=self.decoder,
         )
-        self.train_set = BatchedClips(clips, self.batch_size, self.batch_transform)
+        if self.check_readable:
+            clips.check_readable()
+        transform = spec.batch_transform if spec.batch_transform is not None else self.batch_transform
+        return BatchedClips(clips, self.batch_size, transform)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Take the workers' skip counts out of the batch and log them (``data/skipped``, ``data/skipped_fraction``)."""
+        if isinstance(batch, dict) and "data_stats" in batch:
+            self.data_stats.update(batch.pop("data_stats"))
+            self._report_data_stats()
+        return batch
+
+    def _report_data_stats(self) -> None:
+        good = sum(g for g, _ in self.data_stats.values())
+        skipped = sum(s for _, s in self.data_stats.values())
+        if skipped >= 2 * max(self._warned_at, 8):
+            log.warning("skipped %d of %d samples read so far (corrupt, undecodable or too short)", skipped, good)
+            self._warned_at = skipped
+        trainer = self.trainer
+        if trainer is None or not trainer.loggers or trainer.global_step % max(trainer.log_every_n_steps, 1):
+            return
+        metrics = {"data/skipped": float(skipped), "data/skipped_fraction": skipped / max(good + skipped, 1)}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass over the train loader use ``epoch`` (Lightning does this through the loader)."""
@@ -202,9 +288,10 @@ class VideoDataModule(L.LightningDataModule):
         """Endless batches cut into epochs of ``steps_per_epoch`` (Lightning then sees an unsized loader)."""
         if self.train_set is None:
             self.setup("fit")
+        skip = 0
         if self.trainer is not None:
             batches_done = self.trainer.global_step * self.trainer.accumulate_grad_batches
-            self._epoch = -(-batches_done // self.steps_per_epoch)
+            self._epoch, skip = divmod(batches_done, self.steps_per_epoch)
         self._loader = EpochWebLoader(
             self.train_set,
             epoch=self._epoch,
@@ -212,4 +299,5 @@ class VideoDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         ).with_epoch(self.steps_per_epoch)
+        self._loader.skip = skip
         return self._loader

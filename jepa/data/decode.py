@@ -1,8 +1,10 @@
-"""Decode random clips from in-memory mp4 bytes with PyAV, and encode frames to H.264 mp4."""
+"""Decode random clips from in-memory video bytes (PyAV, or torchcodec when installed); encode frames to H.264 mp4."""
 
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -33,6 +35,29 @@ def clip_indices(num_frames: int, frames_per_clip: int, frame_step: int, generat
     start = min(int(u * (num_frames - span + 1)), num_frames - span) if num_frames >= span else 0
     indices = [i for i in range(start, start + span, frame_step) if i < num_frames]
     return indices + [indices[-1]] * (frames_per_clip - len(indices))
+
+
+def step_for_fps(source_fps: float | None, fps: float | None, frame_step: int) -> int:
+    """Frame stride that samples a ``source_fps`` video at about ``fps``.
+
+    As vjepa2 ``VideoDataset.loadvideo_decord``: ``fstp = ceil(avg_fps) // fps`` (29.97 fps at 4 fps -> 7).
+
+    Args:
+        source_fps: The video's frame rate; None or <= 0 when unknown.
+        fps: Target sampling rate; None keeps ``frame_step``.
+        frame_step: Stride used when ``fps`` is None or the source rate is unknown.
+
+    Returns:
+        The stride, >= 1.
+    """
+    if fps is None or not source_fps or source_fps <= 0:
+        return frame_step
+    return max(1, int(math.ceil(source_fps - 1e-6) // fps))
+
+
+def _check_length(num_frames: int, min_frames: int, size: int) -> None:
+    if num_frames < min_frames:
+        raise ValueError(f"video too short: {num_frames} frames < min_frames={min_frames} ({size} bytes)")
 
 
 def _open(mp4: bytes) -> av.container.InputContainer:
@@ -85,7 +110,15 @@ def _decode_all(codec: av.codec.context.CodecContext, packets: list[av.Packet]) 
     return frames
 
 
-def decode_clip(mp4: bytes, frames_per_clip: int, frame_step: int, generator: torch.Generator) -> torch.Tensor:
+def decode_clip(
+    mp4: bytes,
+    frames_per_clip: int,
+    frame_step: int,
+    generator: torch.Generator,
+    *,
+    fps: float | None = None,
+    min_frames: int = 1,
+) -> torch.Tensor:
     """Decode a random clip of ``frames_per_clip`` frames, ``frame_step`` apart, from an in-memory video.
 
     Frames are counted from the demuxed packets' timestamps, never from the container header (which can be 0 or
@@ -97,12 +130,15 @@ def decode_clip(mp4: bytes, frames_per_clip: int, frame_step: int, generator: to
         frames_per_clip: Frames in the clip, T.
         frame_step: Stride between sampled frames (1 = consecutive).
         generator: Source of the random start (see `clip_indices`).
+        fps: Target sampling rate; when set, the stride is `step_for_fps` of the stream's rate and ``frame_step``
+            only applies to streams without a rate.
+        min_frames: Videos with fewer frames raise (and are skipped by the pipeline) instead of being padded.
 
     Returns:
         (T, H, W, 3) uint8 RGB frames; a short video is padded by repeating its last sampled frame.
 
     Raises:
-        ValueError: If the bytes do not open as a video or no frame decodes.
+        ValueError: If the bytes do not open as a video, no frame decodes, or the video is shorter than min_frames.
     """
     if frames_per_clip < 1 or frame_step < 1:
         raise ValueError(f"frames_per_clip ({frames_per_clip}) and frame_step ({frame_step}) must be >= 1")
@@ -116,8 +152,11 @@ def decode_clip(mp4: bytes, frames_per_clip: int, frame_step: int, generator: to
             packets = [p for p in container.demux(stream) if p.size > 0]
         except av.FFmpegError as exn:
             raise ValueError(f"cannot demux video ({len(mp4)} bytes): {exn}") from exn
+        rate = stream.average_rate or stream.guessed_rate
+        frame_step = step_for_fps(float(rate) if rate else None, fps, frame_step)
         if packets and all(p.pts is not None for p in packets):
             sorted_pts = sorted(p.pts for p in packets)
+            _check_length(len(sorted_pts), min_frames, len(mp4))
             indices = clip_indices(len(sorted_pts), frames_per_clip, frame_step, generator)
             wanted = [sorted_pts[i] for i in indices]
             try:
@@ -131,8 +170,71 @@ def decode_clip(mp4: bytes, frames_per_clip: int, frame_step: int, generator: to
         if not frames:
             raise ValueError(f"no decodable video frames in {len(mp4)} bytes ({len(packets)} packets)")
         frames.sort(key=lambda f: f.pts if f.pts is not None else 0)
+        _check_length(len(frames), min_frames, len(mp4))
         indices = clip_indices(len(frames), frames_per_clip, frame_step, generator)
         return _to_rgb([frames[i] for i in indices])
+
+
+def _torchcodec_decoder_class() -> type:
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except (ImportError, RuntimeError, OSError) as exn:
+        raise ImportError(
+            f"decoder='torchcodec' needs torchcodec and the system FFmpeg libraries ({exn}); "
+            "`pip install torchcodec` and `apt-get install ffmpeg`, or use decoder='pyav'"
+        ) from exn
+    return VideoDecoder
+
+
+def decode_clip_torchcodec(
+    mp4: bytes,
+    frames_per_clip: int,
+    frame_step: int,
+    generator: torch.Generator,
+    *,
+    fps: float | None = None,
+    min_frames: int = 1,
+) -> torch.Tensor:
+    """`decode_clip` with torchcodec (optional: needs ``pip install torchcodec`` and system FFmpeg shared libraries).
+
+    Uses ``seek_mode="exact"``: the frame count comes from a scan of the packets, not the header (PITFALLS 11), and
+    the frames are bit-identical to PyAV's. Same arguments, randomness and result as `decode_clip`.
+    """
+    VideoDecoder = _torchcodec_decoder_class()
+    if frames_per_clip < 1 or frame_step < 1:
+        raise ValueError(f"frames_per_clip ({frames_per_clip}) and frame_step ({frame_step}) must be >= 1")
+    try:
+        decoder = VideoDecoder(
+            mp4,
+            seek_mode="exact",
+            num_ffmpeg_threads=1,
+            dimension_order="NHWC",
+        )
+        num_frames = decoder.metadata.num_frames or 0
+        _check_length(num_frames, max(min_frames, 1), len(mp4))
+        frame_step = step_for_fps(decoder.metadata.average_fps, fps, frame_step)
+        indices = clip_indices(num_frames, frames_per_clip, frame_step, generator)
+        return decoder.get_frames_at(indices).data
+    except (RuntimeError, ValueError, IndexError) as exn:
+        raise ValueError(f"cannot decode video with torchcodec ({len(mp4)} bytes): {exn}") from exn
+
+
+ClipDecoder = Callable[..., torch.Tensor]
+
+
+def clip_decoder(name: str) -> ClipDecoder:
+    """The clip decoding function for ``name``: ``"pyav"`` (default, always installed) or ``"torchcodec"``.
+
+    Raises:
+        ImportError: For ``"torchcodec"`` when it is not installed or finds no FFmpeg (checked here, not per clip).
+        ValueError: For another name.
+    """
+    if name == "pyav":
+        return decode_clip
+    if name == "torchcodec":
+        _torchcodec_decoder_class()
+        return decode_clip_torchcodec
+    raise ValueError(f"unknown video decoder {name!r}; use 'pyav' or 'torchcodec'")
 
 
 def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18) -> bytes:

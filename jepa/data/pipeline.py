@@ -21,7 +21,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
-from jepa.data.decode import decode_clip
+from jepa.data.decode import clip_decoder
 from jepa.data.shards import resolve_shards
 from jepa.data.transforms import VideoTransform
 
@@ -41,8 +41,8 @@ def stream_seed(seed: int, epoch: int, rank: int, worker: int, stream: int) -> i
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-# Stream ids, so shard order, shuffle and per-sample randomness never share a generator.
-SHARDS, SHUFFLE, SAMPLES, BATCHES = range(4)
+# Stream ids, so shard order, shuffle, per-sample randomness, masks and dataset mixing never share a generator.
+SHARDS, SHUFFLE, SAMPLES, BATCHES, MIXING, DATASETS = range(6)
 
 
 class NoReadableSamplesError(RuntimeError):
@@ -86,7 +86,7 @@ class SkipStats:
                 f"no readable video samples: {self.consecutive} failures in a row after {self.good} good samples "
                 f"({dict(self.reasons)}), from {len(self.shards_tried)} shard(s) tried, e.g. "
                 f"{sorted(self.shards_tried)[:3]}; check that the shards are webdataset tars with .mp4 members "
-                "(e.g. `python data/make_synthetic.py --out DIR`)"
+                "(build them with `python data/make_shards.py VIDEO_DIR --out DIR`)"
             )
 
     def tar_error(self, exn: Exception) -> bool:
@@ -117,6 +117,10 @@ class VideoClipDataset(IterableDataset):
         transform: Clip transform; default ``VideoTransform()`` (training mode, 256 px).
         seed: Base seed of every random choice.
         shuffle_buffer: Samples (still encoded) held for shuffling; 0 or 1 disables shuffling.
+        fps: Sample clips at this frame rate (stride from each video's own rate, as V-JEPA 2); None uses
+            ``frame_step``.
+        min_frames: Videos with fewer frames are skipped (and counted) instead of padded; 1 keeps images.
+        decoder: ``"pyav"`` (default) or ``"torchcodec"`` (optional install, see `jepa.data.decode`).
 
     Yields:
         ``{"video": (3, T, S, S) float32, "label": int, "direction": int, "key": str}``; ``label`` and
@@ -131,9 +135,16 @@ class VideoClipDataset(IterableDataset):
         transform: VideoTransform | None = None,
         seed: int = 0,
         shuffle_buffer: int = 256,
+        fps: float | None = None,
+        min_frames: int = 1,
+        decoder: str = "pyav",
     ) -> None:
         super().__init__()
         self.shards = resolve_shards(shards)
+        self.fps = fps
+        self.min_frames = min_frames
+        self.decoder = decoder
+        self._decode_clip = clip_decoder(decoder)
         self.frames_per_clip = frames_per_clip
         self.frame_step = frame_step
         self.transform = transform if transform is not None else VideoTransform()
@@ -191,7 +202,9 @@ class VideoClipDataset(IterableDataset):
         if "mp4" not in sample:
             raise ValueError(f"missing mp4: sample has {sorted(k for k in sample if not k.startswith('__'))}")
         meta = json.loads(sample["json"]) if "json" in sample else {}
-        frames = decode_clip(sample["mp4"], self.frames_per_clip, self.frame_step, generator)  # (T, H, W, 3)
+        frames = self._decode_clip(
+            sample["mp4"], self.frames_per_clip, self.frame_step, generator, fps=self.fps, min_frames=self.min_frames
+        )  # (T, H, W, 3)
         video = self.transform(frames, generator)  # (3, T, S, S)
         label, direction = meta.get("label"), meta.get("direction")
         return {
@@ -200,6 +213,33 @@ class VideoClipDataset(IterableDataset):
             "direction": -1 if direction is None else int(direction),
             "key": key,
         }
+
+    def _decoded(
+        self, samples: Iterator[dict[str, Any]], generator: torch.Generator, stats: SkipStats
+    ) -> Iterator[dict[str, Any]]:
+        for sample in samples:
+            try:
+                out = self._decode(sample, generator)
+            except Exception as exn:  # noqa: BLE001 - bad data must never stop a run; it is counted and logged
+                where = f"sample {sample.get('__key__')} of {sample.get('__url__')}"
+                stats.skip(f"{type(exn).__name__}: {exn}", where)
+                continue
+            stats.ok()
+            yield out
+
+    def check_readable(self) -> None:
+        """Decode one clip in this process, so a shard list with nothing readable fails before training starts.
+
+        Raises:
+            NoReadableSamplesError: If no sample decodes (after trying several shards); the message names them.
+        """
+        stats = SkipStats(len(self.shards), max_warnings=0)
+        generator = torch.Generator().manual_seed(self.seed)
+        samples = self._raw_samples(stream_seed(self.seed, 0, 0, 0, SHARDS), stats)
+        try:
+            next(self._decoded(samples, generator, stats))
+        finally:
+            samples.close()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return self.stream(*self.begin_pass())
@@ -214,12 +254,4 @@ class VideoClipDataset(IterableDataset):
             rng = random.Random(seeds[1])
             samples = wds.shuffle(self.shuffle_buffer, min(64, self.shuffle_buffer), rng=rng)(samples)
         generator = torch.Generator().manual_seed(seeds[2])
-        for sample in samples:
-            try:
-                out = self._decode(sample, generator)
-            except Exception as exn:  # noqa: BLE001 - bad data must never stop a run; it is counted and logged
-                where = f"sample {sample.get('__key__')} of {sample.get('__url__')}"
-                stats.skip(f"{type(exn).__name__}: {exn}", where)
-                continue
-            stats.ok()
-            yield out
+        yield from self._decoded(samples, generator, stats)

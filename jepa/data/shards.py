@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -11,8 +12,9 @@ import webdataset as wds
 from webdataset.shardlists import expand_urls
 
 MAKE_SHARDS_HINT = (
-    "make shards with `python data/make_synthetic.py --out DIR` or point data.shards at existing .tar files; "
-    "leave data.shards=null to use the embedded synthetic dataset"
+    "build shards from your videos with `python data/make_shards.py VIDEO_DIR --out DIR` (then "
+    "data.shards=DIR/manifest.json) or point data.shards at existing .tar files; leave data.shards=null to use the "
+    "embedded synthetic dataset (`python data/make_synthetic.py --out DIR` writes more of it)"
 )
 
 # Remote specs are opened lazily by webdataset's gopen; checking them here would need the network.
@@ -23,11 +25,31 @@ def _is_remote(url: str) -> bool:
     return url.startswith(_REMOTE_PREFIXES)
 
 
+def manifest_shards(path: str) -> list[str]:
+    """The shard paths listed in a ``manifest.json`` of `jepa.data.builder` or `jepa.data.synthetic`.
+
+    Entries are names relative to the manifest's folder (or absolute paths / urls), either plain strings or
+    ``{"url": ..., "samples": ...}`` records.
+
+    Raises:
+        ValueError: If the file is not such a manifest (one message naming it).
+    """
+    try:
+        with open(path) as f:
+            entries = json.load(f)["shards"]
+        names = [e if isinstance(e, str) else e["url"] for e in entries]
+    except (ValueError, KeyError, TypeError) as exn:
+        raise ValueError(f"{path} is not a shard manifest (expected a 'shards' list): {exn}") from exn
+    folder = os.path.dirname(os.path.abspath(path))
+    return [n if _is_remote(n) or os.path.isabs(n) else os.path.join(folder, n) for n in names]
+
+
 def resolve_shards(spec: str | list[str]) -> list[str]:
     """Expand a shard spec into a flat list of shard urls, checking that local ones exist.
 
     Each entry may be a brace pattern (``shard-{000000..000007}.tar``), a glob (``dir/*.tar``), a ``::``-separated
-    list, a plain path, or a ``pipe:``/http(s) url (passed through unchecked).
+    list, a plain path, a ``manifest.json`` written by the shard builder, or a ``pipe:``/http(s) url (passed through
+    unchecked; s3 works through ``pipe:aws s3 cp s3://bucket/shard-000000.tar -``).
 
     Args:
         spec: One spec string or a list of them.
@@ -53,6 +75,10 @@ def resolve_shards(spec: str | list[str]) -> list[str]:
                 if not matches:
                     missing.append(url)
                 urls.extend(matches)
+            elif url.endswith(".json") and os.path.isfile(url):
+                listed = manifest_shards(url)
+                missing += [p for p in listed if not _is_remote(p) and not os.path.isfile(p)]
+                urls.extend(listed)
             elif os.path.isfile(url):
                 urls.append(url)
             else:

