@@ -1,11 +1,13 @@
 """Pretrain a V-JEPA encoder: `python launch/train.py +experiment=vjepa2_small [key=value ...]`.
 
 Composes the Hydra config, builds the objects it names, and calls `Trainer.fit`. A run lives in
-`outputs/<run_name>`; starting the same run again resumes from its `checkpoints/last.ckpt`.
+`outputs/<run_name>`; starting the same run again (or a requeued SLURM job) resumes from its
+`checkpoints/last.ckpt`. Multi-GPU / multi-node: `trainer=ddp` or `trainer=fsdp`, launched by `launch/submit.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -14,8 +16,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -53,20 +58,56 @@ def build_group(cfg: DictConfig | None) -> list:
     return [instantiate(node, _convert_="all") for node in (cfg or {}).values() if node is not None]
 
 
+def wandb_run_id(run_dir: str) -> str:
+    """A wandb run id fixed by the run directory, so a resumed or requeued job logs into the same wandb run."""
+    return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def set_wandb_ids(cfg: DictConfig) -> None:
+    for node in (cfg.get("logger") or {}).values():
+        if node is not None and str(node.get("_target_", "")).endswith("WandbLogger") and not node.get("id"):
+            with open_dict(node):
+                node.id = wandb_run_id(cfg.paths.run_dir)
+
+
+def cluster_plugins() -> list:
+    """Under SLURM: Lightning's SLURM environment without its auto-requeue (`PreemptionCheckpoint` does that)."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
 def train(cfg: DictConfig) -> L.Trainer:
     L.seed_everything(cfg.seed, workers=True)
+    set_wandb_ids(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     task = instantiate(cfg.model, _convert_="all")
+    if cfg.get("compile"):
+        for module in task.children():
+            module.compile()  # in place: state-dict keys stay free of `_orig_mod.` (PITFALLS 6)
+    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
     trainer = instantiate(
-        cfg.trainer, callbacks=build_group(cfg.get("callbacks")), logger=build_group(cfg.get("logger"))
+        cfg.trainer,
+        callbacks=build_group(cfg.get("callbacks")),
+        logger=build_group(cfg.get("logger")),
+        plugins=plugins or None,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_path(cfg))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # torn down explicitly: gloo can abort a rank at interpreter exit otherwise (SLURM_LOCAL.md item 10)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return trainer
+
+
+def use_sweep_dir(cfg: DictConfig) -> None:
+    """In a multirun sweep every job gets its own stable folder (`<sweep dir>/<job num>`) as its run directory."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        cfg.paths.run_dir = HydraConfig.get().runtime.output_dir
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        use_sweep_dir(cfg)
         train(cfg)
     except FileNotFoundError as err:  # missing shards / checkpoint: a user error, not a crash
         print(f"error: {err}", file=sys.stderr)

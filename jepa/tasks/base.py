@@ -11,6 +11,7 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import nn
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from jepa.optim import ema_update, param_groups
 
@@ -70,6 +71,20 @@ class JEPATask(L.LightningModule):
         momentum = self.ema_schedule(self.global_step)
         for target, online in self.ema_pairs:
             ema_update(target, online, momentum)
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm=None
+    ) -> None:
+        """Global-norm clipping that also works under FSDP, whose precision plugin refuses "norm" (PITFALLS 5)."""
+        wrapped = self.trainer.strategy.model
+        if (
+            gradient_clip_val
+            and gradient_clip_algorithm in (None, "norm")
+            and isinstance(wrapped, FullyShardedDataParallel)
+        ):
+            wrapped.clip_grad_norm_(gradient_clip_val)  # the root FSDP module reduces the norm over all shards
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         now = time.perf_counter()
