@@ -22,6 +22,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from jepa.data.pipeline import NoReadableSamplesError
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 log = logging.getLogger("jepa.train")
@@ -109,7 +111,7 @@ def main(cfg: DictConfig) -> None:
     try:
         use_sweep_dir(cfg)
         train(cfg)
-    except FileNotFoundError as err:  # missing shards / checkpoint: a user error, not a crash
+    except (FileNotFoundError, NoReadableSamplesError) as err:  # bad shards / checkpoint: a user error, not a crash
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
