@@ -174,3 +174,112 @@ def _load(path_or_checkpoint: str | Path | Mapping[str, Any]) -> Mapping[str, An
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- V-JEPA 2-AC (action-conditioned) layout ---------------------------------------------------------------------
+
+
+def infer_ac_predictor_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Reads AC predictor widths, depth and action/state dims from a (prefix-stripped) state dict.
+
+    The head count is not in the weights; it is left to the caller (the released ViT-g AC predictor uses 16).
+    """
+    predictor_embed_dim, embed_dim = state_dict["predictor_embed.weight"].shape
+    depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("predictor_blocks."))
+    return dict(
+        embed_dim=embed_dim,
+        predictor_embed_dim=predictor_embed_dim,
+        depth=depth,
+        mlp_ratio=state_dict["predictor_blocks.0.mlp.fc1.weight"].shape[0] / predictor_embed_dim,
+        action_dim=state_dict["action_encoder.weight"].shape[1],
+        state_dim=state_dict["state_encoder.weight"].shape[1],
+    )
+
+
+def check_ac_dims(predictor: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Raises one clear error when the checkpoint's action/state widths differ from the configured predictor's."""
+    for name, configured in (("action", predictor.action_dim), ("state", predictor.state_dim)):
+        in_ckpt = state_dict[f"{name}_encoder.weight"].shape[1]
+        if in_ckpt != configured:
+            raise ValueError(
+                f"the AC predictor checkpoint takes {in_ckpt}-D {name}s but the predictor is configured with "
+                f"{name}_dim={configured}: set {name}_dim={in_ckpt} to load it, or train a new predictor for "
+                f"{configured}-D {name}s"
+            )
+
+
+def load_released_ac(
+    path_or_checkpoint: str | Path | Mapping[str, Any],
+    predictor: nn.Module | None = None,
+    encoder: VisionTransformer | None = None,
+    num_heads: int = 16,
+    img_size: int = 256,
+) -> dict[str, nn.Module]:
+    """Loads a released V-JEPA 2-AC checkpoint (`vjepa2-ac-vitg.pt`, or the fixture's `ac_checkpoint`).
+
+    Layout: `{"encoder", "predictor", "epoch"}`, keys prefixed `module.backbone.`. The released predictor also holds
+    an `extrinsics_encoder` that is unused unless extrinsics are on; it is dropped when the predictor has none.
+
+    Args:
+        path_or_checkpoint: a `.pt` path or an already loaded dict.
+        predictor: `VisionTransformerPredictorAC` to fill; None builds one from the weights' shapes and `num_heads`.
+        encoder: module to fill; None infers the size from the weights.
+        num_heads: predictor heads when `predictor` is None.
+        img_size: frame side when `predictor` is None (the released model: 256; its grid is 16 x 16).
+
+    Returns:
+        {"encoder": ..., "predictor": ...}.
+
+    Raises:
+        ValueError: the predictor's action or state width differs from the checkpoint's (named in the message).
+    """
+    from jepa.models.ac_predictor import VisionTransformerPredictorAC
+
+    ckpt = _load(path_or_checkpoint)
+    if "predictor" not in ckpt or "action_encoder.weight" not in released_state_dict(ckpt["predictor"]):
+        raise KeyError("not a V-JEPA 2-AC checkpoint: expected a 'predictor' with an 'action_encoder'")
+    encoder = load_released_vjepa2(ckpt, encoder=encoder, which="context")["encoder"]
+    pred_sd = released_state_dict(ckpt["predictor"])
+    if predictor is None:
+        kwargs = infer_ac_predictor_kwargs(pred_sd)
+        patch, tubelet = encoder.patch_size, encoder.tubelet_size
+        predictor = VisionTransformerPredictorAC(
+            **kwargs, num_heads=num_heads, img_size=img_size, patch_size=patch, tubelet_size=tubelet
+        )
+    check_ac_dims(predictor, pred_sd)
+    if not getattr(predictor, "use_extrinsics", False):
+        pred_sd = {k: v for k, v in pred_sd.items() if not k.startswith("extrinsics_encoder.")}
+    load_state_dict_strict(predictor, pred_sd, "AC predictor")
+    return {"encoder": encoder, "predictor": predictor}
+
+
+def load_world_model(
+    path_or_checkpoint: str | Path | Mapping[str, Any], integrate_states: bool = True, **released_kwargs: Any
+) -> nn.Module:
+    """An `ACWorldModel` (frozen, eval) from our AC training `.ckpt` or a released V-JEPA 2-AC `.pt`.
+
+    Args:
+        path_or_checkpoint: our `.ckpt` (holds `module_kwargs` with `encoder` and `ac_predictor`) or a released file.
+        integrate_states: rollouts advance states by the actions (ours: as trained, from the checkpoint).
+        **released_kwargs: `load_released_ac` arguments (`num_heads`, `img_size`) for released files.
+    """
+    from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
+
+    ckpt = _load(path_or_checkpoint)
+    residual = False
+    if "state_dict" in ckpt:
+        kwargs = ckpt.get("module_kwargs", {})
+        integrate_states = kwargs.get("world_model", {}).get("integrate_states", integrate_states)
+        residual = kwargs.get("world_model", {}).get("residual", False)
+        if "ac_predictor" not in kwargs:
+            raise KeyError(f"{path_or_checkpoint} is not an AC training checkpoint (no ac_predictor kwargs)")
+        state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
+        encoder = VisionTransformer(**kwargs["encoder"])
+        predictor = VisionTransformerPredictorAC(**kwargs["ac_predictor"])
+        for module, prefix in ((encoder, "encoder."), (predictor, "predictor.")):
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            load_state_dict_strict(module, sub, prefix[:-1])
+    else:
+        modules = load_released_ac(ckpt, **released_kwargs)
+        encoder, predictor = modules["encoder"], modules["predictor"]
+    return ACWorldModel(encoder, predictor, integrate_states, residual).eval().requires_grad_(False)

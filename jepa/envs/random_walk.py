@@ -1,0 +1,67 @@
+"""Random-walk trajectories in Two Rooms, following eb_jepa's data recipe for its DotWall world model.
+
+The heading drifts with von Mises noise, the step length is about 1 +/- 0.4 px, and about a third of the walks
+start in front of the door heading through it, so that crossings are well represented. Walls stop the agent
+exactly as in the environment (`two_rooms.move`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jepa.envs.two_rooms import WALL_HALF, Layout, move, render, sample_in_room, sample_layout
+
+
+def random_walk(
+    rng: np.random.Generator,
+    steps: int = 64,
+    fixed_layout: bool = False,
+    door_fraction: float = 1 / 3,
+    kappa: float = 4.0,
+    step_mean: float = 1.0,
+    step_std: float = 0.4,
+) -> dict[str, np.ndarray]:
+    """One trajectory of `steps` actions (steps + 1 frames).
+
+    Args:
+        rng: source of every random choice.
+        steps: actions per trajectory.
+        fixed_layout: wall x 32 / door y 18 instead of a random layout.
+        door_fraction: share of walks started in front of the door, heading through it.
+        kappa: von Mises concentration of the per-step heading change (larger = straighter).
+        step_mean, step_std: step length distribution in px (clipped at 0).
+
+    Returns:
+        `frames` (steps+1, 65, 65, 3) uint8, `actions` (steps, 2) float32 displacements,
+        `states` (steps+1, 2) float32 positions (x, y) in px, `layout` (2,) int (wall x, door y).
+    """
+    layout = sample_layout(rng, fixed_layout)
+    if rng.random() < door_fraction:
+        side = -1.0 if rng.random() < 0.5 else 1.0
+        offset = rng.uniform(WALL_HALF + 2.0, WALL_HALF + 8.0)
+        pos = np.array([layout.wall_x + side * offset, layout.door_y + rng.uniform(-2.0, 2.0)])
+        heading = 0.0 if side < 0 else np.pi
+    else:
+        pos = sample_in_room(rng, layout, int(rng.integers(2)))
+        heading = rng.uniform(-np.pi, np.pi)
+    positions, actions = [pos], []
+    for _ in range(steps):
+        heading += rng.vonmises(0.0, kappa)
+        length = max(rng.normal(step_mean, step_std), 0.0)
+        action = length * np.array([np.cos(heading), np.sin(heading)])
+        pos = move(layout, pos, action)
+        positions.append(pos)
+        actions.append(action)
+    states = np.stack(positions).astype(np.float32)
+    return {
+        "frames": np.stack([render(layout, p) for p in states]),
+        "actions": np.stack(actions).astype(np.float32),
+        "states": states,
+        "layout": np.array([layout.wall_x, layout.door_y]),
+    }
+
+
+def crossed_door(states: np.ndarray, layout: Layout) -> bool:
+    """True if the trajectory's positions (T, 2) visit both rooms."""
+    rooms = {layout.room(x) for x in states[:, 0]}
+    return len(rooms) == 2

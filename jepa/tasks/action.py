@@ -1,0 +1,162 @@
+"""V-JEPA 2-AC training: a block-causal action-conditioned predictor on a frozen encoder's frame latents.
+
+Loss (vjepa2 `app/vjepa_droid/train.py`): L1 between layer-normed predictions and layer-normed frame latents, for
+one teacher-forcing pass (every frame predicted from the true frames before it) plus an auto-regressive rollout of
+`auto_steps` frames from the first one. The rollout advances states by the actions (`ACWorldModel`), exactly as
+the planner and the offline evaluation will, instead of reading the future ground-truth states as the reference
+does: a rollout never sees information that planning will not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from jepa.checkpoints import load_encoder
+from jepa.losses import jepa_l1_loss
+from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
+from jepa.tasks.base import JEPATask, Schedule
+
+ENCODER_HINT = (
+    "pretrain one first (`python launch/train.py +experiment=tworooms_vjepa` for Two Rooms) or point "
+    "model.encoder_checkpoint at a .ckpt of ours or a released V-JEPA 2 .pt"
+)
+
+
+class ActionConditionedTask(JEPATask):
+    """Frozen encoder + trainable AC predictor.
+
+    Batches are dicts with `video` (B, C, T, H, W), `actions` (B, T - 1, A) and `states` (B, T, S).
+
+    Args:
+        encoder: the encoder architecture the checkpoint holds (its weights are loaded in `configure_model`,
+            inside `Trainer.fit`, so a missing file ends with one clear message).
+        predictor: `VisionTransformerPredictorAC` (its `embed_dim` is the encoder's).
+        encoder_checkpoint: our pretraining `.ckpt` or a released V-JEPA 2 `.pt`; None keeps `encoder` as given.
+        which: "target" (EMA) or "context" encoder of the checkpoint.
+        auto_steps: frames predicted auto-regressively for the rollout loss (vjepa2 default 2).
+        integrate_states: rollouts advance states by the actions (see `ACWorldModel`).
+        residual: predict latent changes (see `ACWorldModel`); the output projection then starts at zero, so
+            training starts from "repeat the last latent".
+        optimizer, lr_schedule, wd_schedule, ema_schedule: as `JEPATask` (nothing is EMA-updated here).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: VisionTransformerPredictorAC,
+        optimizer: Callable,
+        lr_schedule: Schedule,
+        wd_schedule: Schedule,
+        ema_schedule: Schedule,
+        encoder_checkpoint: str | None = None,
+        which: str = "target",
+        auto_steps: int = 2,
+        integrate_states: bool = True,
+        residual: bool = False,
+    ) -> None:
+        super().__init__(optimizer, lr_schedule, wd_schedule, ema_schedule)
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.predictor = predictor
+        self.integrate_states = integrate_states
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(self.predictor.predictor_proj.weight)
+        self.encoder_checkpoint = encoder_checkpoint
+        self.which = which
+        self.auto_steps = auto_steps
+        self._encoder_loaded = encoder_checkpoint is None
+
+    def configure_model(self) -> None:
+        """Loads the frozen encoder's weights once (a resumed run then restores the same ones from its .ckpt)."""
+        if self._encoder_loaded:
+            return
+        if not Path(self.encoder_checkpoint).is_file():
+            raise FileNotFoundError(f"encoder checkpoint not found: {self.encoder_checkpoint}; {ENCODER_HINT}")
+        load_encoder(self.encoder_checkpoint, which=self.which, encoder=self.encoder, freeze=True)
+        self._encoder_loaded = True
+
+    @property
+    def world_model(self) -> ACWorldModel:
+        """The planning seam over this task's modules (built on access: registering it would list them twice)."""
+        return ACWorldModel(self.encoder, self.predictor, self.integrate_states, self.residual)
+
+    def module_kwargs(self) -> dict[str, dict]:
+        world_model = {"integrate_states": self.integrate_states, "residual": self.residual}
+        return {
+            "encoder": self.encoder.init_kwargs,
+            "ac_predictor": self.predictor.init_kwargs,
+            "world_model": world_model,
+        }
+
+    def train(self, mode: bool = True) -> ActionConditionedTask:
+        super().train(mode)
+        self.encoder.eval()  # frozen: no dropout / drop-path, ever
+        return self
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        z = self.world_model.encode(batch["video"])  # (B, T, N, D), no grad
+        actions, states = batch["actions"], batch["states"]
+        steps = min(self.auto_steps, z.size(1) - 1)
+
+        z_tf = self.world_model.step(z[:, :-1], actions, states[:, :-1])
+        loss_tf = jepa_l1_loss(z_tf, z[:, 1:])
+        z_ar = self.world_model.rollout(z[:, :1], actions[:, :steps], states[:, :1])
+        loss_ar = jepa_l1_loss(z_ar, z[:, 1 : steps + 1])
+        loss = loss_tf + loss_ar
+
+        self.log_dict(
+            {"train/loss": loss, "train/loss_tf": loss_tf, "train/loss_rollout": loss_ar}, on_step=True, prog_bar=False
+        )
+        self.log("loss", loss, prog_bar=True, logger=False)
+        return loss
+
+
+@torch.no_grad()
+def rollout_errors(
+    world_model: ACWorldModel, batches: Iterable[dict], horizon: int, num_windows: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Offline evaluation: latent prediction error per rollout step against two baselines.
+
+    For each window of horizon + 1 frames, the world model rolls out `horizon` latents from the first frame with
+    (a) the true actions, (b) the actions of another window of the batch (a fixed random permutation; the first
+    state stays the true one), and (c) the baseline "repeat the last latent" predicts frame 0's latent forever.
+    The error is the mean absolute difference to the encoded true frames (the training loss), per step 1..horizon.
+
+    Args:
+        world_model: the model to evaluate (eval mode).
+        batches: dicts with `video` (B, C, >= horizon + 1, H, W), `actions` (B, >= horizon, A), `states`.
+        horizon: rollout steps H.
+        num_windows: windows to average over (batches are consumed until this many are seen).
+        seed: seed of the action shuffles.
+
+    Returns:
+        `{"model": [H], "shuffled_actions": [H], "repeat_last": [H], "windows": int}`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sums = {name: torch.zeros(horizon, dtype=torch.float64) for name in ("model", "shuffled_actions", "repeat_last")}
+    seen = 0
+    for batch in batches:
+        video, actions, states = batch["video"], batch["actions"][:, :horizon], batch["states"][:, :1]
+        z = world_model.encode(video[:, :, : horizon + 1])  # (B, H+1, N, D)
+        target = z[:, 1:]
+        B = z.size(0)
+        perm = torch.randperm(B, generator=generator)
+        while B > 1 and bool((perm == torch.arange(B)).any()):  # a derangement: no window keeps its own actions
+            perm = torch.randperm(B, generator=generator)
+        preds = {
+            "model": world_model.rollout(z[:, :1], actions, states),
+            "shuffled_actions": world_model.rollout(z[:, :1], actions[perm], states),
+            "repeat_last": z[:, :1].expand_as(target),
+        }
+        for name, pred in preds.items():
+            sums[name] += (pred - target).abs().mean(dim=(2, 3)).sum(0).double()
+        seen += B
+        if seen >= num_windows:
+            break
+    if seen == 0:
+        raise ValueError("no evaluation windows: the data gave no batch")
+    return {**{name: (s / seen).tolist() for name, s in sums.items()}, "windows": seen}

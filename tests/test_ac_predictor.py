@@ -1,0 +1,101 @@
+"""V-JEPA 2-AC predictor: released-layout parity, action-dimension check, block-causal attention, rollouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jepa.checkpoints import load_released_ac, load_world_model
+from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC, block_causal_mask
+from jepa.models.vit import VisionTransformer
+
+# tiny: 32x32 frames with 8x8 patches (16 tokens per frame), predictor 48 wide with 2 heads of 24
+TINY = dict(img_size=32, patch_size=8, embed_dim=40, predictor_embed_dim=48, depth=2, num_heads=2)
+
+
+def test_released_ac_predictor_matches_reference(vjepa2_fixture):
+    modules = load_released_ac(vjepa2_fixture["ac_checkpoint"], num_heads=4, img_size=64)
+    inputs, outputs = vjepa2_fixture["inputs"], vjepa2_fixture["outputs"]
+    encoder, predictor = modules["encoder"].eval(), modules["predictor"].eval()
+    with torch.no_grad():
+        z = encoder(inputs["video"])
+        out = predictor(z, inputs["actions"], inputs["states"])
+    assert out.shape == (2, 64, 192)
+    torch.testing.assert_close(out, outputs["ac_predictor"], atol=1e-4, rtol=0)
+
+
+def test_released_ac_rejects_other_action_dim(vjepa2_fixture):
+    predictor = VisionTransformerPredictorAC(
+        img_size=64, embed_dim=192, predictor_embed_dim=96, depth=2, num_heads=4, action_dim=2, state_dim=7
+    )
+    with pytest.raises(ValueError, match=r"7-D actions .* action_dim=2: set action_dim=7"):
+        load_released_ac(vjepa2_fixture["ac_checkpoint"], predictor=predictor)
+
+
+def test_released_ac_as_world_model(vjepa2_fixture):
+    wm = load_world_model(vjepa2_fixture["ac_checkpoint"], num_heads=4, img_size=64)
+    frames = torch.randn(1, 3, 2, 64, 64)
+    z = wm.encode(frames)
+    assert z.shape == (1, 2, 16, 192)
+    assert wm.rollout(z, torch.zeros(1, 4, 7), torch.zeros(1, 2, 7)).shape == (1, 3, 16, 192)
+
+
+def test_block_causal_mask_layout():
+    mask = block_causal_mask(3, 2)
+    assert mask.shape == (6, 6)
+    assert mask[0, :2].all() and not mask[0, 2:].any()  # frame 0 sees only itself
+    assert mask[5].all()  # the last frame sees everything
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_attention_is_block_causal(k):
+    torch.manual_seed(0)
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=3, state_dim=2).eval()
+    T, N = 4, 16
+    z, actions, states = torch.randn(1, T * N, 40), torch.randn(1, T, 3), torch.randn(1, T, 2)
+    with torch.no_grad():
+        base = predictor(z, actions, states)
+        z2 = z.clone()
+        z2[:, k * N : (k + 1) * N] += 1.0  # frame k's tokens
+        a2 = actions.clone()
+        a2[:, k] += 1.0  # frame k's action
+        for out in (predictor(z2, actions, states), predictor(z, a2, states)):
+            torch.testing.assert_close(out[:, : k * N], base[:, : k * N], atol=1e-6, rtol=0)
+            assert (out[:, k * N :] - base[:, k * N :]).abs().max() > 1e-3  # frames >= k do see it
+
+
+def test_extrinsics_token_and_error():
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=3, state_dim=3, use_extrinsics=True, extrinsics_dim=5)
+    z = torch.randn(2, 2 * 16, 40)
+    out = predictor(z, torch.randn(2, 2, 3), torch.randn(2, 2, 3), torch.randn(2, 2, 5))
+    assert out.shape == z.shape
+    with pytest.raises(ValueError, match="use_extrinsics"):
+        predictor(z, torch.randn(2, 2, 3), torch.randn(2, 2, 3))
+
+
+def test_rollout_matches_teacher_forcing_first_step_and_integrates_states():
+    torch.manual_seed(0)
+    encoder = VisionTransformer(img_size=32, patch_size=8, embed_dim=40, depth=1, num_heads=2)
+    wm = ACWorldModel(encoder, VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)).eval()
+    z = wm.encode(torch.randn(3, 3, 2, 32, 32))  # (B, T, N, D)
+    actions, states = torch.randn(3, 5, 2), torch.randn(3, 2, 2)
+    with torch.no_grad():
+        pred = wm.rollout(z, actions, states)
+        assert pred.shape == (3, 4, 16, 40)
+        # the first rolled-out frame is the teacher-forced prediction from the true context
+        torch.testing.assert_close(pred[:, 0], wm.step(z, actions[:, :2], states)[:, -1])
+        # the second one sees state_2 = state_1 + action_1
+        s2 = torch.cat((states, states[:, -1:] + actions[:, 1:2]), dim=1)
+        torch.testing.assert_close(pred[:, 1], wm.step(torch.cat((z, pred[:, :1]), 1), actions[:, :3], s2)[:, -1])
+
+
+def test_residual_world_model_starts_from_repeat_last():
+    torch.manual_seed(0)
+    encoder = VisionTransformer(img_size=32, patch_size=8, embed_dim=40, depth=1, num_heads=2)
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)
+    torch.nn.init.zeros_(predictor.predictor_proj.weight)
+    wm = ACWorldModel(encoder, predictor, residual=True).eval()
+    z = wm.encode(torch.randn(2, 3, 1, 32, 32))
+    with torch.no_grad():
+        pred = wm.rollout(z, torch.randn(2, 3, 2), torch.randn(2, 1, 2))
+    torch.testing.assert_close(pred, z.expand(-1, 3, -1, -1), atol=1e-5, rtol=0)

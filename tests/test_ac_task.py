@@ -1,0 +1,135 @@
+"""AC training end to end through Hydra: both losses go down, the frozen encoder stays bit-identical,
+a missing encoder checkpoint is one clear error, and the offline evaluation runs on the result."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from jepa.checkpoints import load_world_model
+from jepa.data.trajectories import TrajectoryDataModule
+from jepa.models.vit import VisionTransformer
+from jepa.tasks.action import rollout_errors
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "launch"))
+import eval_world_model  # noqa: E402
+import train as train_launcher  # noqa: E402
+
+train_launcher.register_resolvers()
+
+EMBEDDED = dict(num_train=8, num_val=4, steps=16, seed=0)
+TINY = [
+    "+experiment=tworooms_ac",
+    "model.residual=false",
+    "logger=csv",
+    "encoder.embed_dim=48",
+    "encoder.depth=2",
+    "encoder.num_heads=2",
+    "encoder.img_size=32",
+    "ac_predictor.predictor_embed_dim=48",
+    "ac_predictor.depth=2",
+    "ac_predictor.num_heads=2",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "trainer.max_steps=40",
+    "trainer.log_every_n_steps=1",
+    "callbacks.checkpoint.every_n_train_steps=40",
+    "~callbacks.progress",
+    "trainer.enable_progress_bar=false",
+    *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
+]
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(tmp_path_factory) -> Path:
+    """A pretrained-encoder checkpoint in our Lightning layout (target encoder + its constructor kwargs)."""
+    torch.manual_seed(0)
+    encoder = VisionTransformer(img_size=32, patch_size=8, num_frames=4, embed_dim=48, depth=2, num_heads=2)
+    path = tmp_path_factory.mktemp("enc") / "pretrain.ckpt"
+    state = {f"target_encoder.{k}": v for k, v in encoder.state_dict().items()}
+    torch.save({"state_dict": state, "module_kwargs": {"encoder": encoder.init_kwargs}}, path)
+    return path
+
+
+def run(run_dir: Path, data_dir: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                *TINY,
+                f"paths.output_dir={run_dir.parent}",
+                f"run_name={run_dir.name}",
+                f"data.embedded_dir={data_dir}",
+                *overrides,
+            ],
+        )
+    return train_launcher.train(cfg)
+
+
+def mean_of(rows: list[dict], key: str) -> float:
+    values = [float(r[key]) for r in rows if r.get(key)]
+    return sum(values) / len(values)
+
+
+def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
+    trainer = run(tmp_path / "ac", tmp_path / "data", f"model.encoder_checkpoint={encoder_ckpt}")
+    task = trainer.lightning_module
+    saved = torch.load(encoder_ckpt, weights_only=True)["state_dict"]
+    for k, v in task.encoder.state_dict().items():
+        assert torch.equal(v, saved[f"target_encoder.{k}"]), k
+    assert not any(p.requires_grad for p in task.encoder.parameters())
+
+    with open(tmp_path / "ac" / "csv" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for key in ("train/loss_tf", "train/loss_rollout"):
+        logged = [r for r in rows if r.get(key)]
+        first, last = mean_of(logged[:5], key), mean_of(logged[-5:], key)
+        assert last < 0.8 * first, (key, first, last)
+
+    # the saved AC checkpoint rebuilds the world model, with the same frozen encoder, for offline evaluation
+    wm = load_world_model(tmp_path / "ac" / "checkpoints" / "last.ckpt")
+    for k, v in wm.encoder.state_dict().items():
+        assert torch.equal(v, saved[f"target_encoder.{k}"]), k
+    dm = TrajectoryDataModule(
+        embedded_dir=str(tmp_path / "data"),
+        embedded=EMBEDDED,
+        split="val",
+        batch_size=4,
+        num_workers=0,
+        frames_per_clip=4,
+        frame_step=2,
+        crop_size=32,
+    )
+    dm.setup()
+    errors = rollout_errors(wm, dm.train_dataloader(), horizon=3, num_windows=8)
+    assert errors["windows"] == 8
+    assert all(len(errors[k]) == 3 for k in ("model", "shuffled_actions", "repeat_last"))
+
+    # the CLI's evaluation writes the JSON and the plot
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "eval_world_model",
+            overrides=[
+                f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
+                f"data.embedded_dir={tmp_path / 'data'}",
+                *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
+                "horizon=3",
+                "num_windows=8",
+                f"output_dir={tmp_path / 'eval'}",
+            ],
+        )
+    result = eval_world_model.evaluate(cfg)
+    assert json.loads((tmp_path / "eval" / "errors.json").read_text())["model"] == result["model"]
+    assert (tmp_path / "eval" / "errors.png").stat().st_size > 1000
+
+
+def test_missing_encoder_checkpoint_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"encoder checkpoint not found: .*nope.ckpt; pretrain one first"):
+        run(tmp_path / "ac", tmp_path / "data", f"model.encoder_checkpoint={tmp_path / 'nope.ckpt'}")
