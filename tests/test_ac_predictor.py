@@ -99,3 +99,22 @@ def test_residual_world_model_starts_from_repeat_last():
     with torch.no_grad():
         pred = wm.rollout(z, torch.randn(2, 3, 2), torch.randn(2, 1, 2))
     torch.testing.assert_close(pred, z.expand(-1, 3, -1, -1), atol=1e-5, rtol=0)
+
+
+def test_action_and_state_scaling_is_input_normalisation():
+    torch.manual_seed(0)
+    scaled = VisionTransformerPredictorAC(
+        **TINY, action_dim=2, state_dim=2, action_scale=4.0, state_offset=32.0, state_scale=16.0
+    ).eval()
+    plain = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2).eval()
+    plain.load_state_dict(scaled.state_dict())  # same parameters: the scaling adds none
+    z, actions, states = torch.randn(2, 2 * 16, 40), 4 * torch.randn(2, 2, 2), 64 * torch.rand(2, 2, 2)
+    with torch.no_grad():
+        out = scaled(z, actions, states)
+        torch.testing.assert_close(out, plain(z, actions / 4.0, (states - 32.0) / 16.0))
+        assert not torch.allclose(out, plain(z, actions, states))
+    assert scaled.init_kwargs["state_scale"] == 16.0  # saved in checkpoints' module_kwargs
+    halved = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2, output_scale=0.5).eval()
+    halved.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(halved(z, actions, states), 0.5 * plain(z, actions, states))

@@ -45,6 +45,12 @@ class VisionTransformerPredictorAC(nn.Module):
         extrinsics_dim: width of the extrinsics vector (the reference uses action_dim - 1).
         is_frame_causal: block-causal attention over frames (True in V-JEPA 2-AC); False = full attention.
         tiled_rope: V-JEPA 2's tiled RoPE layout (True, needed by the released weights).
+        action_scale: actions are divided by it before their embedding, so that callers (data, planners) pass
+            raw units (px, m) while the embedding sees values of order 1 (default 1: the reference, unscaled).
+        state_offset, state_scale: states enter as (state - state_offset) / state_scale (defaults 0, 1).
+        output_scale: multiplies the output (default 1: the reference). A residual world model predicts latent
+            changes, often far smaller than 1: at that scale one optimiser step of the output layer would move every
+            token by more than the change to learn, so the change is parameterised in units of `output_scale`.
     """
 
     def __init__(
@@ -71,11 +77,18 @@ class VisionTransformerPredictorAC(nn.Module):
         is_frame_causal: bool = True,
         tiled_rope: bool = True,
         use_activation_checkpointing: bool = False,
+        action_scale: float = 1.0,
+        state_offset: float = 0.0,
+        state_scale: float = 1.0,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.grid_h = self.grid_w = img_size // patch_size
         self.action_dim, self.state_dim = action_dim, state_dim
+        # plain floats, not buffers: the state dict stays the released layout
+        self.action_scale, self.state_offset, self.state_scale = action_scale, state_offset, state_scale
+        self.output_scale = output_scale
         self.use_extrinsics = use_extrinsics
         self.cond_tokens = 3 if use_extrinsics else 2
         self.is_frame_causal = is_frame_causal
@@ -137,6 +150,10 @@ class VisionTransformerPredictorAC(nn.Module):
                 f"actions {tuple(actions.shape)}, states {tuple(states.shape)}"
             )
         x = self.predictor_embed(z).unflatten(1, (T, self.tokens_per_frame))  # (B, T, H'W', P)
+        # a Linear's output is layer-normed in the next block: unscaled inputs far from 1 (positions of 0..64 px)
+        # would make the token nearly constant in direction, i.e. carry almost nothing but the input's angle
+        actions = actions / self.action_scale
+        states = (states - self.state_offset) / self.state_scale
         cond = [self.action_encoder(actions), self.state_encoder(states)]
         if self.use_extrinsics:
             if extrinsics is None:
@@ -151,7 +168,7 @@ class VisionTransformerPredictorAC(nn.Module):
         x = run_blocks(self.predictor_blocks, x, rope, self.grad_checkpointing, attn_mask=mask)
 
         x = x.unflatten(1, (T, -1))[:, :, self.cond_tokens :].flatten(1, 2)  # drop the conditioning tokens
-        return self.predictor_proj(self.predictor_norm(x))
+        return self.predictor_proj(self.predictor_norm(x)) * self.output_scale
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable

@@ -39,8 +39,10 @@ class ActionConditionedTask(JEPATask):
         which: "target" (EMA) or "context" encoder of the checkpoint.
         auto_steps: frames predicted auto-regressively for the rollout loss (vjepa2 default 2).
         integrate_states: rollouts advance states by the actions (see `ACWorldModel`).
-        residual: predict latent changes (see `ACWorldModel`); the output projection then starts at zero, so
-            training starts from "repeat the last latent".
+        residual: predict latent changes (see `ACWorldModel`).
+        zero_init_residual: with `residual`, start the output projection at zero, i.e. from "repeat the last
+            latent". Everything before the output layer then gets gradients scaled by its (near-zero) weights: with
+            changes as small and noisy as Two Rooms', keep the random init instead (and a small `output_scale`).
         optimizer, lr_schedule, wd_schedule, ema_schedule: as `JEPATask` (nothing is EMA-updated here).
     """
 
@@ -57,13 +59,14 @@ class ActionConditionedTask(JEPATask):
         auto_steps: int = 2,
         integrate_states: bool = True,
         residual: bool = False,
+        zero_init_residual: bool = True,
     ) -> None:
         super().__init__(optimizer, lr_schedule, wd_schedule, ema_schedule)
         self.encoder = encoder.eval().requires_grad_(False)
         self.predictor = predictor
         self.integrate_states = integrate_states
         self.residual = residual
-        if residual:
+        if residual and zero_init_residual:
             nn.init.zeros_(self.predictor.predictor_proj.weight)
         self.encoder_checkpoint = encoder_checkpoint
         self.which = which
