@@ -114,3 +114,18 @@ def test_wandb_run_id_follows_the_run_directory(tmp_path):
 
     first, again, other = logger_cfg("a"), logger_cfg("a"), logger_cfg("b")
     assert first.id == again.id == train_launcher.wandb_run_id(str(tmp_path / "a")) != other.id
+
+
+def test_slurm_job_keeps_the_warning_handler_after_training(tmp_path, monkeypatch):
+    """A USR1 between the last step and the process exit must not kill a finished SLURM job (it would be FAILED)."""
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    before = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    try:
+        callback = PreemptionCheckpoint(str(tmp_path), signals=("SIGUSR1",), stop_signals=())
+        callback.setup(None, None, "fit")
+        callback.teardown(None, None, "fit")
+        os.kill(os.getpid(), signal.SIGUSR1)  # with the default action this would end pytest
+        assert callback.received == signal.SIGUSR1
+    finally:
+        signal.signal(signal.SIGUSR1, before)

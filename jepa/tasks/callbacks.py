@@ -123,10 +123,15 @@ class PreemptionCheckpoint(L.Callback):
             log.error("`scontrol requeue %s` failed (%d): %s", job_id, result.returncode, result.stderr.strip())
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        in_slurm_job = slurm_job_id() is not None
         for sig, previous in self._previous.items():
             # After a requeue slurmd sends SIGTERM while the ranks shut down: left to its default action it kills one
             # rank, and the other then waits in the final barrier until SIGKILL (KillWait, 30 s).
-            if previous is not None and not (self.requeued and sig in self.stop_signals):
+            keep = self.requeued and sig in self.stop_signals
+            # A warning signal can also arrive after the last step, while the process exits: the default action
+            # would kill a finished job and SLURM would mark it FAILED. The flag-only handler stays: nothing to save.
+            keep = keep or (in_slurm_job and sig in self.signals and previous in (signal.SIG_DFL, None))
+            if previous is not None and not keep:
                 signal.signal(sig, previous)
         self._previous = {}
 
