@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", default="data/two_rooms")
     parser.add_argument("--horizon", type=int, default=8)
-    parser.add_argument("--frame-step", type=int, default=2)
+    parser.add_argument("--frame-step", type=int, default=4, help="control steps per latent step, as in training")
     parser.add_argument("--num-windows", type=int, default=256)
     parser.add_argument("--json", default=None, help="also write the numbers here")
     args = parser.parse_args()

@@ -1,8 +1,16 @@
-"""Load checkpoints into bare modules: the released V-JEPA 2 layout and our own Lightning checkpoints.
+"""Load checkpoints into bare modules: the released V-JEPA 2 / 2.1 layouts and our own Lightning checkpoints.
 
-Released layout (`vitl.pt`, `vith.pt`, `vitg.pt`): `{"encoder", "target_encoder", "predictor", "epoch", ...}`,
+Released V-JEPA 2 layout (`vitl.pt`, `vith.pt`, `vitg.pt`): `{"encoder", "target_encoder", "predictor", "epoch", ...}`,
 every key prefixed `module.backbone.`. torch.hub loads `encoder`, the reference evals load `target_encoder`;
 here the choice is explicit (`which=`), target (EMA) by default.
+
+Released V-JEPA 2.1 layouts, same prefix: ViT-g/G (`vjepa2_1_vitg_384.pt`, `vjepa2_1_vitG_384.pt`) hold
+`{"encoder", "target_encoder", "predictor", "epoch"}` with a 4-level predictor; the distilled ViT-B/L
+(`vjepa2_1_vitb_dist_vitG_384.pt`, `vjepa2_1_vitl_dist_vitG_384.pt`) hold `{"ema_encoder", "encoder", "predictor"}`
+with a one-level predictor whose heads give the ViT-G teacher's 1664 channels. `which="target"` takes
+`target_encoder` or `ema_encoder`, whichever the file has (what the reference hub loads). A 2.1 encoder is
+recognised by its `norms_block.*` keys; its options (taps, image tokenizer, modality vectors, interleaved and
+interpolated RoPE) are set from the file (`infer_encoder_kwargs`, `infer_predictor_kwargs`).
 
 Our Lightning checkpoints hold `state_dict` (`encoder.*`, `target_encoder.*`, `predictor.*`) plus the exact
 constructor kwargs of each module (`module_kwargs`), so no config system is needed to rebuild them.
@@ -18,10 +26,12 @@ import torch
 from torch import nn
 
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.models.vit import VIT_SIZES, VisionTransformer
+from jepa.models.vit import VIT_SIZES, VJEPA2_1_TAPS, VisionTransformer
 
 RELEASED_PREFIX = "module.backbone."
 ENCODER_KEYS = {"target": "target_encoder", "context": "encoder"}
+# released files: the EMA encoder is `target_encoder` (V-JEPA 2, 2.1 ViT-g/G) or `ema_encoder` (2.1 ViT-B/L)
+RELEASED_ENCODER_KEYS = {"target": ("target_encoder", "ema_encoder"), "context": ("encoder",)}
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -41,11 +51,17 @@ def released_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     return strip_prefix(state_dict, (RELEASED_PREFIX, "module.", "backbone.", "_orig_mod."))
 
 
-def infer_encoder_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+def infer_encoder_kwargs(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> dict[str, Any]:
     """Guesses VisionTransformer kwargs from an encoder state dict (prefix already stripped).
 
     Width, depth, patch/tubelet size and MLP ratio are read from tensor shapes; the head count, which shapes
-    do not fix, comes from the standard size of that (width, depth).
+    do not fix, comes from the standard size of that (width, depth). A V-JEPA 2.1 encoder (`norms_block.*` keys)
+    also gets its taps from its depth (the released ViT-B/L/g/G), the image tokenizer and modality vectors when
+    present, and the 2.1 RoPE (interleaved, interpolated). `overrides` replace any guess (e.g. `taps=` for a
+    non-standard depth).
+
+    Raises:
+        ValueError: a 2.1 encoder of a depth without released taps and no `taps` override.
     """
     conv = state_dict["patch_embed.proj.weight"]  # (D, C, tubelet, patch, patch)
     embed_dim, in_chans, tubelet, patch, _ = conv.shape
@@ -57,7 +73,7 @@ def infer_encoder_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, An
         num_heads = max(embed_dim // 64, 1)
     else:
         num_heads = size[1]
-    return dict(
+    kwargs: dict[str, Any] = dict(
         embed_dim=embed_dim,
         depth=depth,
         num_heads=num_heads,
@@ -67,14 +83,77 @@ def infer_encoder_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, An
         in_chans=in_chans,
         qkv_bias="blocks.0.attn.qkv.bias" in state_dict,
     )
+    num_taps = len({k.split(".")[1] for k in state_dict if k.startswith("norms_block.")})
+    if num_taps:
+        taps = overrides.get("taps", VJEPA2_1_TAPS.get(depth))
+        if taps is None or len(taps) != num_taps:
+            raise ValueError(
+                f"the V-JEPA 2.1 encoder has {num_taps} tap norms (norms_block.*) and {depth} blocks, a depth with no "
+                f"released taps ({sorted(VJEPA2_1_TAPS)}): pass the taps it was trained with, e.g. taps=[...], or "
+                f"build the encoder yourself"
+            )
+        kwargs.update(
+            taps=list(taps),
+            img_temporal_dim_size=1 if "patch_embed_img.proj.weight" in state_dict else None,
+            modality_embedding="img_mod_embed" in state_dict,
+            tiled_rope=False,
+            interpolate_rope=True,
+        )
+    kwargs.update(overrides)
+    return kwargs
+
+
+def infer_predictor_kwargs(
+    state_dict: Mapping[str, torch.Tensor], head_dim: int = 32, **overrides: Any
+) -> dict[str, Any]:
+    """Guesses VisionTransformerPredictor kwargs from a (prefix-stripped) predictor state dict, V-JEPA 2 or 2.1.
+
+    Widths, depth, mask tokens, levels (MLP vs Linear input fusion), output width, the context head and the
+    modality vectors come from the weights. Heads do not: `head_dim` 32 gives the released predictors' 12 heads of
+    384 channels. A 2.1 predictor (levels > 1, a context head or modality vectors) gets the 2.1 RoPE (interleaved,
+    interpolated, as trained; the reference hub builds it without interpolation, pass `interpolate_rope=False`
+    to get that). `overrides` replace any guess (geometry: `img_size`, `num_frames`, ...).
+    """
+    if "predictor_embed.weight" in state_dict:  # one level: Linear(D, P)
+        predictor_embed_dim, embed_dim = state_dict["predictor_embed.weight"].shape
+        num_levels = 1
+    else:  # MLP fusion: Linear(L*D, D), GELU, Linear(D, P)
+        embed_dim, fused = state_dict["predictor_embed.0.weight"].shape
+        predictor_embed_dim = state_dict["predictor_embed.2.weight"].shape[0]
+        num_levels = fused // embed_dim
+    out_dim = state_dict["predictor_proj.weight"].shape[0]
+    depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("predictor_blocks."))
+    kwargs: dict[str, Any] = dict(
+        embed_dim=embed_dim,
+        predictor_embed_dim=predictor_embed_dim,
+        depth=depth,
+        num_heads=max(predictor_embed_dim // head_dim, 1),
+        mlp_ratio=state_dict["predictor_blocks.0.mlp.fc1.weight"].shape[0] / predictor_embed_dim,
+        num_mask_tokens=sum(1 for k in state_dict if k.startswith("mask_tokens.")),
+    )
+    is_2_1 = num_levels > 1 or "predictor_proj_context.weight" in state_dict or "img_mod_embed" in state_dict
+    if is_2_1:
+        kwargs.update(
+            num_levels=num_levels,
+            out_embed_dim=out_dim // num_levels,
+            return_all_tokens="predictor_proj_context.weight" in state_dict,
+            modality_embedding="img_mod_embed" in state_dict,
+            tiled_rope=False,
+            interpolate_rope=True,
+        )
+    kwargs.update(overrides)
+    return kwargs
 
 
 def describe_size(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Names the encoder size a state dict fits, e.g. 'vit_large (1024 wide, 24 deep, patch 16, tubelet 2)'."""
-    kw = infer_encoder_kwargs(state_dict)
+    kw = infer_encoder_kwargs({k: v for k, v in state_dict.items() if not k.startswith("norms_block.")})
     name = VIT_SIZES.get((kw["embed_dim"], kw["depth"]), ("a custom ViT",))[0]
+    num_taps = len({k.split(".")[1] for k in state_dict if k.startswith("norms_block.")})
+    extra = f", V-JEPA 2.1 with {num_taps} taps" if num_taps else ""
     return (
-        f"{name} ({kw['embed_dim']} wide, {kw['depth']} deep, patch {kw['patch_size']}, tubelet {kw['tubelet_size']})"
+        f"{name} ({kw['embed_dim']} wide, {kw['depth']} deep, patch {kw['patch_size']}, tubelet "
+        f"{kw['tubelet_size']}{extra})"
     )
 
 
@@ -97,6 +176,13 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
             lines.append(f"  unexpected {len(unexpected)} keys, e.g. {unexpected[:4]}")
         if what.endswith("encoder") and "patch_embed.proj.weight" in state_dict:
             lines.append(f"  the checkpoint holds {describe_size(state_dict)}: configure that encoder size")
+        if what == "predictor" and "predictor_proj.weight" in state_dict:
+            kw = infer_predictor_kwargs(state_dict)
+            lines.append(
+                f"  the checkpoint holds a predictor {kw['predictor_embed_dim']} wide, {kw['depth']} deep, "
+                f"{kw['num_mask_tokens']} mask tokens, {kw.get('num_levels', 1)} level(s) of "
+                f"{kw.get('out_embed_dim', kw['embed_dim'])} channels: configure those (or use build_predictor=True)"
+            )
         raise ValueError("\n".join(lines))
     module.load_state_dict(state_dict, strict=True)
 
@@ -106,31 +192,48 @@ def load_released_vjepa2(
     encoder: VisionTransformer | None = None,
     predictor: VisionTransformerPredictor | None = None,
     which: str = "target",
+    build_predictor: bool = False,
 ) -> dict[str, nn.Module]:
-    """Loads a released V-JEPA 2 checkpoint (or the fixture's `checkpoint` dict) into our modules.
+    """Loads a released V-JEPA 2 or 2.1 checkpoint (or a fixture's `checkpoint` dict) into our modules.
 
     Args:
         path_or_checkpoint: a `.pt` path or an already loaded dict.
-        encoder: module to fill; None builds one whose size is inferred from the weights.
-        predictor: module to fill, if wanted (its width/heads must be configured: heads are not in the weights).
-        which: "target" (EMA `target_encoder`, what the evals use) or "context" (`encoder`, what torch.hub uses).
+        encoder: module to fill; None builds one whose size and options are inferred from the weights.
+        predictor: module to fill, if wanted.
+        which: "target" (the EMA encoder: `target_encoder`, or `ema_encoder` in the distilled 2.1 files; what the
+            evals and the 2.1 hub use) or "context" (`encoder`, what the V-JEPA 2 hub uses).
+        build_predictor: with `predictor=None`, build one from the weights (`infer_predictor_kwargs`: heads are
+            not in the weights and are guessed as 32 wide).
 
     Returns:
-        {"encoder": ..., "predictor": ...} (predictor only when given).
+        {"encoder": ..., "predictor": ...} (predictor only when given or built).
     """
     ckpt = _load(path_or_checkpoint)
-    key = ENCODER_KEYS[which]
-    if key not in ckpt:
-        key = next((k for k in ENCODER_KEYS.values() if k in ckpt), key)
-    if key not in ckpt:
-        raise KeyError(f"no encoder weights in checkpoint: expected one of {list(ENCODER_KEYS.values())}")
+    candidates = RELEASED_ENCODER_KEYS[which]
+    key = next((k for k in candidates if k in ckpt), None)
+    if key is None:  # e.g. a V-JEPA 2-AC file holds only `encoder`
+        key = next((k for keys in RELEASED_ENCODER_KEYS.values() for k in keys if k in ckpt), None)
+    if key is None:
+        known = [k for keys in RELEASED_ENCODER_KEYS.values() for k in keys]
+        raise KeyError(f"no encoder weights in checkpoint: expected one of {known}, found {sorted(ckpt)}")
     enc_sd = released_state_dict(ckpt[key])
+    pred_sd = released_state_dict(ckpt["predictor"]) if "predictor" in ckpt else None
     if encoder is None:
-        encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd))
+        overrides = {}
+        if pred_sd is not None and "norms_block.0.weight" in enc_sd and "predictor_embed.weight" in pred_sd:
+            overrides["num_output_levels"] = 1  # a distilled 2.1 file: its predictor takes the last level only
+        encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd, **overrides))
     load_state_dict_strict(encoder, enc_sd, f"{key} encoder")
     out: dict[str, nn.Module] = {"encoder": encoder}
+    if predictor is None and build_predictor:
+        if pred_sd is None:
+            raise KeyError("build_predictor=True but the checkpoint has no 'predictor' weights")
+        geometry = dict(patch_size=encoder.patch_size, tubelet_size=encoder.tubelet_size)
+        predictor = VisionTransformerPredictor(**infer_predictor_kwargs(pred_sd, **geometry))
     if predictor is not None:
-        load_state_dict_strict(predictor, released_state_dict(ckpt["predictor"]), "predictor")
+        if pred_sd is None:
+            raise KeyError("a predictor was given but the checkpoint has no 'predictor' weights")
+        load_state_dict_strict(predictor, pred_sd, "predictor")
         out["predictor"] = predictor
     return out
 

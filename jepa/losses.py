@@ -1,6 +1,17 @@
-"""Loss functions (pure, shape-documented)."""
+"""Loss functions (pure, shape-documented): V-JEPA 2's masked L1 and V-JEPA 2.1's dense loss.
+
+V-JEPA 2.1 (vjepa2 `app/vjepa_2_1/train.py`) adds to the masked-token L1 a loss on the visible (context) tokens:
+
+    loss = L1(z_pred, z_tgt[masked]) + lambda(step) * mean(|z_ctx_pred - z_tgt[context]| / d)
+
+with targets re-normalised per level (`layer_norm_levels`) and d = sqrt(smallest grid distance from the context token
+to a masked token) (`context_distances`), so visible tokens next to the hole weigh most. lambda(step) is
+`ContextLossRamp`: 0, then a linear ramp, then constant, with the phases given as fractions of the step budget.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +22,95 @@ def layer_norm_targets(h: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(h, (h.size(-1),))
 
 
+def layer_norm_levels(h: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """(B, N, L*D) concatenated levels -> the same with each D-wide level layer-normed alone (no affine, eps 1e-5).
+
+    The V-JEPA 2.1 targets (vjepa2 `app/vjepa_2_1/train.py::forward_target`); one level is `layer_norm_targets`.
+    """
+    if num_levels == 1:
+        return layer_norm_targets(h)
+    levels = h.unflatten(-1, (num_levels, -1))  # (B, N, L, D)
+    return F.layer_norm(levels, (levels.size(-1),)).flatten(-2)
+
+
 def jepa_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
     """Mean absolute error between predicted (B, K, D) and target (B, K, D) features (vjepa2 `loss_exp=1`)."""
     return (z_pred - z_tgt).abs().mean()
+
+
+def weighted_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean over tokens and channels of |z_pred - z_tgt| * weight of the token.
+
+    Args:
+        z_pred, z_tgt: (B, K, D).
+        weights: (B, K) per-token weights (not normalised, as in the reference); None = 1.
+    """
+    err = (z_pred - z_tgt).abs()
+    if weights is not None:
+        err = err * weights.unsqueeze(-1).to(err.dtype)
+    return err.mean()
+
+
+def _grid_positions(ids: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """(..., N) flat indices of a row-major (T', H', W') grid -> (..., N, 3) float (t, h, w)."""
+    t, rem = ids.div(grid_h * grid_w, rounding_mode="floor"), ids.remainder(grid_h * grid_w)
+    return torch.stack((t, rem.div(grid_w, rounding_mode="floor"), rem.remainder(grid_w)), dim=-1).float()
+
+
+def context_distances(
+    ctx_idx: torch.Tensor, tgt_idx: torch.Tensor, grid: tuple[int, int, int], offset_by_resolution: bool = False
+) -> torch.Tensor:
+    """d for every context token: sqrt of the smallest Euclidean distance between its (t, h, w) grid position and
+    a target (masked) token's (vjepa2 `app/vjepa_2_1/models/utils/masks_dist.py::compute_mask_distance`).
+
+    Args:
+        ctx_idx: (B, Kc) flat token indices of the context.
+        tgt_idx: (B, Kt) flat token indices of the targets (disjoint from the context, so d >= 1).
+        grid: token grid (T', H', W'); t is the latent-frame (tubelet) index.
+        offset_by_resolution: the reference's `offset_context_loss`: divide the distance by H' // 16 first, so that
+            distances are in units of a 256 px grid (needs H' >= 16).
+
+    Returns:
+        (B, Kc) float32 d; the context loss weights each token by 1 / d.
+    """
+    _, gh, gw = grid
+    p_ctx = _grid_positions(ctx_idx, gh, gw)  # (B, Kc, 3)
+    p_tgt = _grid_positions(tgt_idx, gh, gw)  # (B, Kt, 3)
+    dist = torch.cdist(p_ctx, p_tgt).amin(dim=-1)  # (B, Kc)
+    if offset_by_resolution:
+        if gh < 16:
+            raise ValueError(f"offset_by_resolution needs a grid of at least 16 rows (256 px at patch 16), got {gh}")
+        dist = dist / (gh // 16)
+    return dist.sqrt()
+
+
+@dataclass(frozen=True)
+class ContextLossRamp:
+    """lambda(step) of the context loss: 0 before `start_fraction * total_steps`, linear up to `value` at
+    `end_fraction * total_steps`, then constant (vjepa2 `Lambda_LinearWarmupHold`).
+
+    The reference hard-codes steps 15k -> 30k of its 300k-step pretraining (1000 epochs x 300 iterations), i.e.
+    fractions 0.05 -> 0.10, the defaults here; as fractions the ramp keeps its shape in a short fine-tune instead of
+    never switching on. `end_fraction == start_fraction` is a step at that point; 0, 0 = constant from step 0.
+    """
+
+    value: float
+    total_steps: int
+    start_fraction: float = 0.05
+    end_fraction: float = 0.10
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.start_fraction <= self.end_fraction <= 1.0:
+            raise ValueError(
+                f"context loss ramp needs 0 <= start_fraction <= end_fraction <= 1, got "
+                f"{self.start_fraction}, {self.end_fraction}"
+            )
+
+    def __call__(self, step: int) -> float:
+        start = self.start_fraction * self.total_steps
+        end = self.end_fraction * self.total_steps
+        if step < start:
+            return 0.0
+        if step >= end:
+            return self.value
+        return self.value * (step - start) / (end - start)

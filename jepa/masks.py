@@ -45,7 +45,8 @@ class MaskCollator:
     Args:
         specs: mask families (dataclasses or plain dicts of `MaskSpec` fields).
         num_frames, crop_size, patch_size, tubelet_size: clip geometry; the grid is
-            (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size).
+            (max(num_frames // tubelet_size, 1), crop_size // patch_size, crop_size // patch_size): an image
+            (num_frames 1) is one latent frame, as the image tokenizer makes it.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class MaskCollator:
     ) -> None:
         self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**s) for s in specs]
         self.tubelet_size = tubelet_size
-        self.grid = (num_frames // tubelet_size, crop_size // patch_size, crop_size // patch_size)
+        self.grid = (max(num_frames // tubelet_size, 1), crop_size // patch_size, crop_size // patch_size)
 
     @property
     def num_tokens(self) -> int:

@@ -27,6 +27,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, default_collate
 
+from jepa.data.images import ImageClipDataset
 from jepa.data.mixing import DatasetSpec, MixedBatches
 from jepa.data.pipeline import BATCHES, DATASETS, VideoClipDataset, stream_seed
 from jepa.data.synthetic import ensure_synthetic_shards
@@ -152,8 +153,9 @@ class VideoDataModule(L.LightningDataModule):
         pin_memory: Pin batches (only when CUDA is available).
         persistent_workers: Keep workers between epochs (they then advance the epoch themselves).
         batch_transform: ``f(B, generator) -> dict`` run per batch in the workers, e.g. ``jepa.masks.MaskCollator``.
-        datasets: A weighted mixture of datasets (`DatasetSpec`, each with its own shards, T, stride and batch
-            transform) instead of ``shards``; every batch comes from one of them.
+        datasets: A weighted mixture of datasets (`DatasetSpec`, each with its own shards, T, stride, batch size,
+            crop size and batch transform, videos or images) instead of ``shards``; every batch comes from one of
+            them (``configs/data/image_video.yaml`` mixes image and video batches as V-JEPA 2.1).
         fps: Sample clips at this frame rate (stride from each video's rate, as V-JEPA 2) instead of ``frame_step``.
         min_frames: Skip (and count) videos shorter than this instead of padding them.
         decoder: ``"pyav"`` or ``"torchcodec"`` (optional install).
@@ -217,41 +219,62 @@ class VideoDataModule(L.LightningDataModule):
         self.data_stats: dict[str, tuple[int, int]] = {}  # per (dataset, epoch, rank, worker): (good, skipped)
         self._warned_at = 0
 
+    def _uses_synthetic(self) -> bool:
+        if self.datasets is None:
+            return self.shards is None
+        return any(d.shards is None for d in self.datasets)
+
     def prepare_data(self) -> None:
         """Generate the synthetic dataset once per node (Lightning runs this on local rank 0 only)."""
-        if self.shards is None:
+        if self._uses_synthetic():
             ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
         """Resolve the shards (raises FileNotFoundError naming missing paths) and build the clip stream(s)."""
         if self.train_set is not None:
             return
+        synthetic = ensure_synthetic_shards(self.synthetic_dir, **self.synthetic) if self._uses_synthetic() else None
         if self.datasets is None:
-            shards = self.shards
-            if shards is None:
-                shards = ensure_synthetic_shards(self.synthetic_dir, **self.synthetic)
-            self.train_set = self._batched(DatasetSpec(shards), self.seed)
+            self.train_set = self._batched(DatasetSpec(self.shards), self.seed, synthetic)
         else:
             sources = [
-                self._batched(d, stream_seed(self.seed, 0, 0, i, DATASETS)) for i, d in enumerate(self.datasets)
+                self._batched(d, stream_seed(self.seed, 0, 0, i, DATASETS), synthetic)
+                for i, d in enumerate(self.datasets)
             ]
             self.train_set = MixedBatches(sources, [d.weight for d in self.datasets], seed=self.seed)
 
-    def _batched(self, spec: DatasetSpec, seed: int) -> BatchedClips:
-        clips = VideoClipDataset(
-            spec.shards,
-            frames_per_clip=spec.frames_per_clip or self.frames_per_clip,
-            frame_step=spec.frame_step or self.frame_step,
-            transform=self.transform,
-            seed=seed,
-            fps=spec.fps or self.fps,
-            min_frames=self.min_frames,
-            decoder=self.decoder,
-        )
+    def _batched(self, spec: DatasetSpec, seed: int, synthetic: list[str] | None) -> BatchedClips:
+        shards = synthetic if spec.shards is None else spec.shards
+        transform = self.transform
+        if spec.crop_size is not None and spec.crop_size != transform.crop_size:
+            if spec.batch_transform is None and self.batch_transform is not None:
+                raise ValueError(
+                    f"a dataset with crop_size={spec.crop_size} would get the batch transform (masks) built for "
+                    f"crop_size={transform.crop_size}: give that entry of data.datasets its own batch_transform for "
+                    "its crop size, as configs/data/image_video.yaml does for images"
+                )
+            transform = VideoTransform(
+                crop_size=spec.crop_size,
+                random_resize_scale=transform.random_resize_scale,
+                random_resize_aspect_ratio=transform.random_resize_aspect_ratio,
+                horizontal_flip=transform.horizontal_flip,
+            )
+        common = {"transform": transform, "seed": seed, "decoder": self.decoder}
+        if spec.images:
+            clips = ImageClipDataset(shards, frames_per_clip=spec.frames_per_clip or 1, **common)
+        else:
+            clips = VideoClipDataset(
+                shards,
+                frames_per_clip=spec.frames_per_clip or self.frames_per_clip,
+                frame_step=spec.frame_step or self.frame_step,
+                fps=spec.fps or self.fps,
+                min_frames=self.min_frames,
+                **common,
+            )
         if self.check_readable:
             clips.check_readable()
-        transform = spec.batch_transform if spec.batch_transform is not None else self.batch_transform
-        return BatchedClips(clips, self.batch_size, transform)
+        batch_transform = spec.batch_transform if spec.batch_transform is not None else self.batch_transform
+        return BatchedClips(clips, spec.batch_size or self.batch_size, batch_transform)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Take the workers' skip counts out of the batch and log them (``data/skipped``, ``data/skipped_fraction``)."""

@@ -28,21 +28,30 @@ class DatasetSpec:
     """One dataset of a mixture (``configs/data/mixture.yaml``); unset fields take the DataModule's values.
 
     Args:
-        shards: Shard spec(s): brace patterns, globs, paths, a builder ``manifest.json``, ``pipe:``/http(s) urls.
+        shards: Shard spec(s): brace patterns, globs, paths, a builder ``manifest.json``, ``pipe:``/http(s) urls;
+            None = the embedded synthetic dataset (the DataModule's ``synthetic_dir``).
         weight: Relative share of batches (normalised over the mixture).
-        frames_per_clip: T for this dataset's clips.
+        frames_per_clip: T for this dataset's clips (images: 1 unless set).
         frame_step: Stride between sampled frames.
         fps: Sampling frame rate (overrides ``frame_step`` where the video's rate is known).
         batch_transform: Per-batch transform for this dataset, e.g. a ``MaskCollator`` for its T; None uses the
             DataModule's, called with ``num_frames=T`` when it accepts that argument.
+        images: Read each sample as one image (`jepa.data.images.ImageClipDataset`): its jpg/png/webp member, or
+            one random frame of its mp4; the batch is then (B, C, T, H, W) with T = ``frames_per_clip`` or 1.
+        batch_size: B for this dataset's batches (V-JEPA 2.1 gives images their own batch size).
+        crop_size: Output side S for this dataset (V-JEPA 2.1 trains images at another resolution than videos); its
+            ``batch_transform`` must then be built for that S (a mask collator's token grid).
     """
 
-    shards: str | list[str]
+    shards: str | list[str] | None = None
     weight: float = 1.0
     frames_per_clip: int | None = None
     frame_step: int | None = None
     fps: float | None = None
     batch_transform: Callable[..., dict[str, Any]] | None = None
+    images: bool = False
+    batch_size: int | None = None
+    crop_size: int | None = None
 
 
 def mixture_choices(weights: Sequence[float], seed: int) -> Iterator[int]:

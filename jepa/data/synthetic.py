@@ -3,6 +3,19 @@
 Each clip shows one shape (the class: square, circle, triangle, cross) moving at constant velocity in one of 8
 directions over low-frequency coloured noise. The shape wraps around the borders (the frame is a torus) instead of
 bouncing, so the velocity, and with it the ``direction`` label, holds for every frame of the clip.
+
+Where the shape is (for dense probes, `benchmarks/dense_probe.py`): each sample's json records
+
+- ``boxes``: per frame ``[x0, y0, x1, y1]`` in pixels, the tightest box around every pixel the shape touches
+  (anti-aliased edge included), written on the torus: ``0 <= x0 < S`` and ``x0 < x1 <= x0 + S``, so a shape crossing
+  the right border has ``x1 > S`` and covers columns ``x0 .. S - 1`` and ``0 .. x1 - S - 1`` (rows likewise). One
+  box per frame stays exact for a wrapped shape, where an ``[x0, x1]`` clipped to the frame would not.
+  `boxes_mask` turns them into a per-pixel mask.
+- ``start``, ``velocity`` (px, px/frame, as (x, y)) and ``radius``: the shape's exact geometry, from which
+  `shape_coverage` recomputes the per-pixel coverage the renderer drew (a circle, triangle or cross fills only part of
+  its box). A per-frame pixel mask in the json would cost ~T*S*S/8 bytes per clip; these few numbers give the same.
+
+`token_coverage` averages either mask over the (tubelet, patch, patch) cells of a ViT's token grid.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from jepa.data.shards import write_shards
 SHAPES = ("square", "circle", "triangle", "cross")
 NUM_DIRECTIONS = 8
 MANIFEST = "manifest.json"
-_FORMAT = "jepa-synthetic-v1"
+_FORMAT = "jepa-synthetic-v2"  # v2: json has boxes and the shape geometry
 
 
 def _background(rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
@@ -57,6 +70,56 @@ def _shape_distance(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
+def _torus_offsets(centres: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre displacements from each frame's shape centre on the torus: dx (T, 1, S), dy (T, S, 1)."""
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    # Displacements on the torus, so a shape crossing a border shows on both sides.
+    dx = (grid[None, None, :] - centres[:, 0, None, None] + size / 2) % size - size / 2
+    dy = (grid[None, :, None] - centres[:, 1, None, None] + size / 2) % size - size / 2
+    return dx, dy
+
+
+def _centres(start: np.ndarray, velocity: np.ndarray, frames: int, size: int) -> np.ndarray:
+    """(T, 2) shape centres as (x, y), wrapped into [0, S)."""
+    t = np.arange(frames, dtype=np.float32)[:, None]
+    return (start + velocity * t) % size
+
+
+def _coverage(
+    shape: str, start: np.ndarray, velocity: np.ndarray, radius: float, frames: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shape's per-pixel coverage (T, S, S) in [0, 1], and the torus offsets dx (T, 1, S), dy (T, S, 1)."""
+    dx, dy = _torus_offsets(_centres(start, velocity, frames, size), size)
+    alpha = np.clip(0.5 - _shape_distance(shape, dx, dy, radius), 0.0, 1.0)  # (T, S, S)
+    return alpha, dx, dy
+
+
+def _torus_interval(present: np.ndarray) -> tuple[int, int]:
+    """Tightest circular interval [lo, hi) (hi may exceed len) holding every True of a 1-D mask with at least one."""
+    size = len(present)
+    if present.all():
+        return 0, size
+    # The interval starts right after the longest circular run of False.
+    doubled = np.concatenate([present, present])
+    best_len, best_end, run = -1, 0, 0
+    for i, p in enumerate(doubled):
+        run = 0 if p else run + 1
+        if run > best_len and run <= size:
+            best_len, best_end = run, i
+    lo = (best_end + 1) % size
+    return lo, lo + size - best_len
+
+
+def _boxes(alpha: np.ndarray) -> list[list[int]]:
+    """Per-frame torus boxes [x0, y0, x1, y1] (see the module docstring) of the pixels with alpha > 0."""
+    boxes = []
+    for frame in alpha > 0:
+        x0, x1 = _torus_interval(frame.any(axis=0))
+        y0, y1 = _torus_interval(frame.any(axis=1))
+        boxes.append([x0, y0, x1, y1])
+    return boxes
+
+
 def render_clip(index: int, frames: int, size: int, num_classes: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """Render clip ``index`` of the dataset; the same (index, seed) always gives the same clip.
 
@@ -70,7 +133,8 @@ def render_clip(index: int, frames: int, size: int, num_classes: int, seed: int)
         seed: Dataset seed.
 
     Returns:
-        (T, S, S, 3) uint8 frames and the labels ``{"label", "shape", "direction", "speed"}``.
+        (T, S, S, 3) uint8 frames and the labels ``{"label", "shape", "direction", "speed", "boxes", "start",
+        "velocity", "radius"}`` (the last four locate the shape, see the module docstring).
     """
     rng = np.random.default_rng([seed, index])
     label = index % num_classes
@@ -79,16 +143,8 @@ def render_clip(index: int, frames: int, size: int, num_classes: int, seed: int)
     angle = direction * 2 * math.pi / NUM_DIRECTIONS
     velocity = speed * np.array([math.cos(angle), -math.sin(angle)])  # (x, y) px/frame
     start = rng.uniform(0, size, size=2)
-    radius = rng.uniform(0.12, 0.2) * size
-
-    t = np.arange(frames, dtype=np.float32)[:, None, None]
-    centre_x = (start[0] + velocity[0] * t) % size
-    centre_y = (start[1] + velocity[1] * t) % size
-    grid = np.arange(size, dtype=np.float32) + 0.5
-    # Displacements on the torus, so a shape crossing a border shows on both sides.
-    dx = (grid[None, None, :] - centre_x + size / 2) % size - size / 2  # (T, 1, S)
-    dy = (grid[None, :, None] - centre_y + size / 2) % size - size / 2  # (T, S, 1)
-    alpha = np.clip(0.5 - _shape_distance(SHAPES[label], dx, dy, radius), 0.0, 1.0)[..., None]  # (T, S, S, 1)
+    radius = float(rng.uniform(0.12, 0.2) * size)
+    alpha, dx, dy = _coverage(SHAPES[label], start, velocity, radius, frames, size)
 
     # Stripes fixed to the shape, so the texture moves with it.
     theta, period = rng.uniform(0, math.pi), rng.uniform(3.0, 6.0)
@@ -97,9 +153,70 @@ def render_clip(index: int, frames: int, size: int, num_classes: int, seed: int)
     # Half a turn around the colour cube from the background's mean keeps the shape visible.
     colour = (background.mean(axis=(0, 1, 2)) + 0.5 + rng.uniform(-0.15, 0.15, size=3)) % 1.0
     foreground = np.clip(stripes[..., None] * colour, 0.0, 1.0)
-    video = background * (1 - alpha) + foreground * alpha
-    meta = {"label": label, "shape": SHAPES[label], "direction": direction, "speed": round(speed, 4)}
+    video = background * (1 - alpha[..., None]) + foreground * alpha[..., None]
+    meta = {
+        "label": label,
+        "shape": SHAPES[label],
+        "direction": direction,
+        "speed": round(speed, 4),
+        "boxes": _boxes(alpha),
+        # Full precision (json floats round-trip exactly), so `shape_coverage` redraws the very same pixels.
+        "start": [float(v) for v in start],
+        "velocity": [float(v) for v in velocity],
+        "radius": radius,
+    }
     return (video * 255 + 0.5).astype(np.uint8), meta
+
+
+def shape_coverage(meta: dict[str, Any], frames: int, size: int) -> np.ndarray:
+    """The fraction of each pixel the shape covers, recomputed from a sample's json exactly as it was rendered.
+
+    Args:
+        meta: The sample's json (needs ``shape``, ``start``, ``velocity``, ``radius``).
+        frames: T, the first T frames of the clip.
+        size: S, the stored frame side (json ``height``).
+
+    Returns:
+        (T, S, S) float32 in [0, 1]: 1 inside the shape, 0 outside, fractional on its one-pixel anti-aliased edge.
+    """
+    missing = [k for k in ("shape", "start", "velocity", "radius") if k not in meta]
+    if missing:
+        raise KeyError(
+            f"sample json lacks {missing}: it was written before the synthetic format recorded the shape's geometry; "
+            f"delete the dataset folder so it is regenerated ({_FORMAT})"
+        )
+    start, velocity = np.asarray(meta["start"]), np.asarray(meta["velocity"])
+    return _coverage(meta["shape"], start, velocity, float(meta["radius"]), frames, size)[0].astype(np.float32)
+
+
+def boxes_mask(boxes: list[list[int]], size: int) -> np.ndarray:
+    """Pixels inside per-frame torus boxes (module docstring): (T, S, S) bool from T boxes [x0, y0, x1, y1]."""
+    mask = np.zeros((len(boxes), size, size), dtype=bool)
+    for t, (x0, y0, x1, y1) in enumerate(boxes):
+        rows = np.arange(y0, y1) % size
+        cols = np.arange(x0, x1) % size
+        mask[t][np.ix_(rows, cols)] = True
+    return mask
+
+
+def token_coverage(mask: np.ndarray, tubelet_size: int, patch_size: int) -> np.ndarray:
+    """Mean of a per-pixel mask over each token's (tubelet, patch, patch) cell: the share of the token covered.
+
+    Args:
+        mask: (T, H, W) coverage (bool or float in [0, 1]); T, H, W divisible by the cell size.
+        tubelet_size: Frames per token (V-JEPA: 2).
+        patch_size: Pixels per token side, in the mask's resolution.
+
+    Returns:
+        (T / tubelet, H / patch, W / patch) float32, token (t, h, w) in the encoder's token order (flatten it).
+    """
+    T, H, W = mask.shape
+    if T % tubelet_size or H % patch_size or W % patch_size:
+        raise ValueError(f"mask shape {mask.shape} is not divisible by the token cell ({tubelet_size}, {patch_size})")
+    cells = mask.astype(np.float32).reshape(
+        T // tubelet_size, tubelet_size, H // patch_size, patch_size, W // patch_size, patch_size
+    )
+    return cells.mean(axis=(1, 3, 5))
 
 
 def _samples(

@@ -8,6 +8,9 @@ The reference (vjepa2 `src/models/utils/modules.py::rotate_queries_or_keys`) rot
 `[f0 .. f_{c/2-1}, f0 .. f_{c/2-1}]` instead of interleaved `[f0, f0, f1, f1, ...]` (vjepa2 PR #15). The released
 V-JEPA 2 weights were trained with the tiled layout, so `tiled=True` is the default; V-JEPA 2.1 uses interleaved.
 
+V-JEPA 2.1 can also rescale spatial positions to a fixed reference grid (`interpolate_positions`), so that a model
+trained at 256 px (16 x 16 tokens) sees the same position range at any resolution; temporal positions are kept.
+
 Unlike the reference, the sin/cos tables are computed once per forward pass (`RoPE3D`) and shared by every block.
 """
 
@@ -39,6 +42,17 @@ def token_grid_positions(ids: torch.Tensor, grid_h: int, grid_w: int) -> torch.T
     h = rem // grid_w
     w = rem - h * grid_w
     return torch.stack((t, h, w), dim=-1).float()
+
+
+def interpolate_positions(pos: torch.Tensor, grid_h: int, grid_w: int, reference_grid: int) -> torch.Tensor:
+    """Rescales the spatial positions of (..., 3) (t, h, w) positions to a `reference_grid`-wide grid.
+
+    h' = h * (reference_grid - 1) / (H' - 1) and likewise for w; t is unchanged (vjepa2 `app/vjepa_2_1/models/utils/
+    modules.py::RoPEAttention.forward` with `interpolate_rope`). A single row/column stays at position 0 (the
+    reference divides by zero there).
+    """
+    scale = pos.new_tensor([1.0, (reference_grid - 1) / max(grid_h - 1, 1), (reference_grid - 1) / max(grid_w - 1, 1)])
+    return pos * scale
 
 
 class RoPE3D(nn.Module):

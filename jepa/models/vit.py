@@ -1,7 +1,16 @@
-"""Video Vision Transformer encoder of V-JEPA 2 (tubelet patch embedding, 3D RoPE, SDPA attention).
+"""Video Vision Transformer encoder of V-JEPA 2 and 2.1 (tubelet patch embedding, 3D RoPE, SDPA attention).
 
-Parameter names follow vjepa2 `src/models/vision_transformer.py` (and timm), so the released checkpoints load
-after stripping their `module.backbone.` prefix.
+Parameter names follow vjepa2 `src/models/vision_transformer.py` and `app/vjepa_2_1/models/vision_transformer.py`
+(and timm), so the released checkpoints load after stripping their `module.backbone.` prefix.
+
+V-JEPA 2.1 options (all off by default, which is exactly the V-JEPA 2 encoder):
+- `taps`: block indices whose outputs, each through its own LayerNorm (`norms_block.k`), form the training output
+  (`forward(x, all_levels=True)`: the levels concatenated, (B, N, L*D)); the inference output (`forward(x)`) is the
+  last tap's norm applied to the last block, and there is no separate `norm`.
+- `img_temporal_dim_size`: a second patch embedding (`patch_embed_img`, kernel 1 x patch x patch) for inputs with that
+  many frames (1: single images).
+- `modality_embedding`: learned vectors `img_mod_embed` / `video_mod_embed` (1, 1, D) added to every token.
+- `tiled_rope=False`: interleaved RoPE frequencies; `interpolate_rope`: spatial positions on a 16-token grid.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from jepa.models.rope import RoPE3D, RoPEAttention, token_grid_positions
+from jepa.models.rope import RoPE3D, RoPEAttention, interpolate_positions, token_grid_positions
 
 
 class PatchEmbed3D(nn.Module):
@@ -99,6 +108,31 @@ def run_blocks(
     return x
 
 
+def run_blocks_with_taps(
+    blocks: nn.ModuleList,
+    norms: nn.ModuleList,
+    taps: Sequence[int],
+    x: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor],
+    grad_checkpointing: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Like `run_blocks`, also returning `norms[j]` applied to the output of block `taps[j]` for every tap.
+
+    Returns:
+        the last block's (B, N, D) output (not normed) and the list of (B, N, D) normed tap outputs.
+    """
+    levels = []
+    tap_norm = dict(zip(taps, norms, strict=True))
+    for i, blk in enumerate(blocks):
+        if grad_checkpointing and torch.is_grad_enabled():
+            x = checkpoint(blk, x, rope, None, use_reentrant=False)
+        else:
+            x = blk(x, rope)
+        if i in tap_norm:
+            levels.append(tap_norm[i](x))
+    return x, levels
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """(B, N, D) tokens, (B, K) indices -> (B, K, D)."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
@@ -112,8 +146,19 @@ class VisionTransformer(nn.Module):
         patch_size: spatial patch size.
         num_frames: nominal frames per clip (recorded for checkpoints; any multiple of `tubelet_size` works).
         tubelet_size: frames per temporal patch.
-        tiled_rope: V-JEPA 2's RoPE frequency layout (True; needed by the released weights) or interleaved.
+        tiled_rope: V-JEPA 2's RoPE frequency layout (True; needed by the released V-JEPA 2 weights) or interleaved
+            pairs (False; V-JEPA 2.1).
         use_activation_checkpointing: recompute block activations in backward to save memory.
+        taps: V-JEPA 2.1 deep supervision: 0-based block indices, each with its own LayerNorm (`norms_block.k`);
+            None = V-JEPA 2 (one final `norm`). Released: ViT-B 2/5/8/11, ViT-L 5/11/17/23, ViT-g 9/19/29/39,
+            ViT-G 11/23/37/47.
+        num_output_levels: how many of the last taps form the training output (None = all; 1 in the distilled
+            ViT-B/L 2.1 releases, whose predictor takes one level).
+        img_temporal_dim_size: frames of an input that goes through the image patch embedding `patch_embed_img`
+            (kernel 1 x patch x patch); None = no image tokenizer (1-frame inputs are repeated to one tubelet).
+        modality_embedding: add learned `img_mod_embed` / `video_mod_embed` (1, 1, D) vectors to every token.
+        interpolate_rope: rescale spatial RoPE positions to the grid of a 256 px input (16 tokens at patch 16), as
+            V-JEPA 2.1; temporal positions are not rescaled.
     """
 
     def __init__(
@@ -135,8 +180,15 @@ class VisionTransformer(nn.Module):
         init_std: float = 0.02,
         tiled_rope: bool = True,
         use_activation_checkpointing: bool = False,
+        taps: Sequence[int] | None = None,
+        num_output_levels: int | None = None,
+        img_temporal_dim_size: int | None = None,
+        modality_embedding: bool = False,
+        interpolate_rope: bool = False,
     ) -> None:
         super().__init__()
+        if taps is not None:
+            taps = [int(t) for t in taps]  # plain ints: the kwargs go into checkpoints
         self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.embed_dim = self.num_features = embed_dim
         self.num_heads = num_heads
@@ -145,59 +197,113 @@ class VisionTransformer(nn.Module):
         self.num_frames = num_frames
         self.tubelet_size = tubelet_size
         self.grad_checkpointing = use_activation_checkpointing
+        self.taps = taps
+        self.img_temporal_dim_size = img_temporal_dim_size
+        self.interpolate_rope = interpolate_rope
+        # the reference rescales to the grid of its 256 px pretraining crops (252 px at patch 14): 16 (18) tokens
+        self.rope_reference_grid = 256 // patch_size
 
         self.patch_embed = PatchEmbed3D(patch_size, tubelet_size, in_chans, embed_dim)
+        if img_temporal_dim_size is not None:
+            self.patch_embed_img = PatchEmbed3D(patch_size, 1, in_chans, embed_dim)
         self.rope = RoPE3D(embed_dim // num_heads, tiled=tiled_rope)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth rule
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, dpr[i], norm_eps)
             for i in range(depth)
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        if taps is None:
+            self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+            self.num_levels = 1
+        else:
+            self._check_taps(taps, depth, num_output_levels)
+            self.norms_block = nn.ModuleList(nn.LayerNorm(embed_dim, eps=norm_eps) for _ in taps)
+            self.num_levels = num_output_levels or len(taps)
         init_vit_weights(self, self.blocks, init_std)
+        if modality_embedding:
+            # the reference's init: N(0, 1e-6), i.e. almost zero but not exactly
+            self.img_mod_embed = nn.Parameter(torch.randn(1, 1, embed_dim) * 1e-6)
+            self.video_mod_embed = nn.Parameter(torch.randn(1, 1, embed_dim) * 1e-6)
+        self.modality_embedding = modality_embedding
+
+    @staticmethod
+    def _check_taps(taps: Sequence[int], depth: int, num_output_levels: int | None) -> None:
+        if not taps or list(taps) != sorted(set(taps)) or taps[0] < 0 or taps[-1] >= depth:
+            raise ValueError(f"taps must be increasing block indices in [0, {depth - 1}], got {list(taps)}")
+        if num_output_levels is not None and not 1 <= num_output_levels <= len(taps):
+            raise ValueError(
+                f"num_output_levels must be in [1, {len(taps)}] (the number of taps), got {num_output_levels}"
+            )
+
+    def is_image_input(self, x: torch.Tensor) -> bool:
+        """True when a (B, C, T, H, W) input takes the image tokenizer (T == `img_temporal_dim_size`)."""
+        return self.img_temporal_dim_size is not None and x.dim() == 5 and x.size(2) == self.img_temporal_dim_size
 
     def grid_shape(self, x: torch.Tensor) -> tuple[int, int, int]:
         """Token grid (T', H', W') of a (B, C, T, H, W) input."""
         _, _, T, H, W = x.shape
+        if self.is_image_input(x):
+            return T, H // self.patch_size, W // self.patch_size
         return max(T // self.tubelet_size, 1), H // self.patch_size, W // self.patch_size
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Accepts (B, C, H, W) images or (B, C, T, H, W) clips; a 1-frame input is repeated to one tubelet."""
+        """Accepts (B, C, H, W) images or (B, C, T, H, W) clips; a 1-frame input without an image tokenizer is
+        repeated to one tubelet."""
         if x.dim() == 4:
             x = x.unsqueeze(2)
         if x.dim() != 5:
             raise ValueError(f"expected a (B, C, T, H, W) video or (B, C, H, W) image, got shape {tuple(x.shape)}")
         T, H, W = x.shape[2:]
-        if T == 1 and self.tubelet_size > 1:
-            x = x.expand(-1, -1, self.tubelet_size, -1, -1)
-        elif T % self.tubelet_size or H % self.patch_size or W % self.patch_size:
+        tubelet = 1 if self.is_image_input(x) else self.tubelet_size
+        if T == 1 and tubelet > 1:
+            x = x.expand(-1, -1, tubelet, -1, -1)
+        elif T % tubelet or H % self.patch_size or W % self.patch_size:
             raise ValueError(
-                f"input of {T} frames at {H}x{W} does not tile into tubelets of {self.tubelet_size} frames and "
+                f"input of {T} frames at {H}x{W} does not tile into tubelets of {tubelet} frames and "
                 f"{self.patch_size}x{self.patch_size} patches; resize/crop it to a multiple"
             )
         return x
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) prepared input -> (B, N, D) patch tokens (image or video tokenizer, modality vector)."""
+        image = self.is_image_input(x)
+        x = self.patch_embed_img(x) if image else self.patch_embed(x)
+        if self.modality_embedding:
+            x = x + (self.img_mod_embed if image else self.video_mod_embed).to(x.dtype)
+        return x
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, all_levels: bool = False) -> torch.Tensor:
         """Encodes a clip.
 
         Args:
             x: (B, C, T, H, W) video or (B, C, H, W) image.
             keep: optional (B, K) sorted indices of the tokens to encode (the context); None = all tokens.
+            all_levels: return the training output: the last `num_levels` normed taps concatenated. Without taps
+                this is the usual output (one level), so a training loop can always ask for it.
 
         Returns:
-            (B, N, D) features, or (B, K, D) for the kept tokens.
+            (B, N, D) features (inference output), or (B, N, num_levels * D) with `all_levels`; K instead of N for
+            the kept tokens.
         """
         x = self.prepare_input(x)
         _, gh, gw = self.grid_shape(x)
-        x = self.patch_embed(x)  # (B, N, D)
+        x = self.embed(x)  # (B, N, D)
         if keep is None:
             ids = torch.arange(x.size(1), device=x.device)
         else:
             ids = keep
             x = gather_tokens(x, keep)
-        rope = self.rope(token_grid_positions(ids, gh, gw))
-        x = run_blocks(self.blocks, x, rope, self.grad_checkpointing)
-        return self.norm(x)
+        pos = token_grid_positions(ids, gh, gw)
+        if self.interpolate_rope:
+            pos = interpolate_positions(pos, gh, gw, self.rope_reference_grid)
+        rope = self.rope(pos)
+        if self.taps is None:
+            x = run_blocks(self.blocks, x, rope, self.grad_checkpointing)
+            return self.norm(x)
+        x, levels = run_blocks_with_taps(self.blocks, self.norms_block, self.taps, x, rope, self.grad_checkpointing)
+        if all_levels:
+            return torch.cat(levels[-self.num_levels :], dim=-1)
+        return levels[-1] if self.taps[-1] == len(self.blocks) - 1 else self.norms_block[-1](x)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
@@ -231,8 +337,13 @@ def vit_huge(**kwargs: Any) -> VisionTransformer:
 
 
 def vit_giant(**kwargs: Any) -> VisionTransformer:
-    """ViT-g as released with V-JEPA 2 (vjepa2 `vit_giant_xformers`: 22 heads of 64)."""
+    """ViT-g as released with V-JEPA 2 and 2.1 (vjepa2 `vit_giant_xformers`: 22 heads of 64)."""
     return _vit(1408, 40, 22, mlp_ratio=48 / 11, **kwargs)
+
+
+def vit_gigantic(**kwargs: Any) -> VisionTransformer:
+    """ViT-G as released with V-JEPA 2.1 (vjepa2 `vit_gigantic_xformers`: 1664 wide, 48 deep, 26 heads of 64)."""
+    return _vit(1664, 48, 26, mlp_ratio=64 / 13, **kwargs)
 
 
 # (embed_dim, depth) -> (factory name, heads, mlp_ratio): used to name the size a checkpoint fits.
@@ -243,4 +354,13 @@ VIT_SIZES: dict[tuple[int, int], tuple[str, int, float]] = {
     (1024, 24): ("vit_large", 16, 4.0),
     (1280, 32): ("vit_huge", 16, 4.0),
     (1408, 40): ("vit_giant", 22, 48 / 11),
+    (1664, 48): ("vit_gigantic", 26, 64 / 13),
+}
+
+# depth -> the taps of the released V-JEPA 2.1 encoders (vjepa2 `app/vjepa_2_1/models/vision_transformer.py`)
+VJEPA2_1_TAPS: dict[int, tuple[int, ...]] = {
+    12: (2, 5, 8, 11),
+    24: (5, 11, 17, 23),
+    40: (9, 19, 29, 39),
+    48: (11, 23, 37, 47),
 }

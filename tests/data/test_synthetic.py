@@ -13,7 +13,14 @@ import webdataset as wds
 
 from jepa.data import synthetic
 from jepa.data.decode import decode_clip
-from jepa.data.synthetic import SHAPES, ensure_synthetic_shards, render_clip
+from jepa.data.synthetic import (
+    SHAPES,
+    boxes_mask,
+    ensure_synthetic_shards,
+    render_clip,
+    shape_coverage,
+    token_coverage,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,6 +89,64 @@ def test_shape_moves_with_its_direction_and_speed(monkeypatch):
         angle = meta["direction"] * np.pi / 4
         expected = meta["speed"] * np.array([np.cos(angle), -np.sin(angle)])  # (x, y); image y points down
         assert np.allclose(moved, expected, atol=0.2), (meta, moved, expected)
+
+
+def black_background(monkeypatch):
+    # A black background leaves exactly the shape's pixels lit.
+    black = lambda rng, frames, size: np.zeros((frames, size, size, 3), np.float32)  # noqa: E731
+    monkeypatch.setattr(synthetic, "_background", black)
+
+
+def test_boxes_bound_the_rendered_pixels_also_across_the_borders(monkeypatch):
+    black_background(monkeypatch)
+    wrapped = 0
+    for index in range(16):
+        video, meta = render_clip(index, frames=12, size=32, num_classes=4, seed=3)
+        lit = video.max(-1) > 0  # (T, S, S): every pixel the shape touches
+        boxes = meta["boxes"]
+        assert len(boxes) == 12 and all(0 <= x0 < 32 and 0 <= y0 < 32 for x0, y0, _, _ in boxes)
+        inside = boxes_mask(boxes, 32)
+        assert not (lit & ~inside).any(), index  # nothing lit outside the box
+        for t, (x0, y0, x1, y1) in enumerate(boxes):
+            # Tight to a pixel: the box also holds the faint anti-aliased edge, which can round to 0 in uint8.
+            cols, rows = lit[t].any(axis=0), lit[t].any(axis=1)
+            assert cols[[x0, (x0 + 1) % 32]].any() and cols[[(x1 - 1) % 32, (x1 - 2) % 32]].any(), (index, t)
+            assert rows[[y0, (y0 + 1) % 32]].any() and rows[[(y1 - 1) % 32, (y1 - 2) % 32]].any(), (index, t)
+            assert inside[t].sum() == (x1 - x0) * (y1 - y0)
+            wrapped += x1 > 32 or y1 > 32
+    assert wrapped > 0  # the check above covered shapes split by the borders
+
+
+def test_shape_coverage_from_the_json_redraws_the_shape(monkeypatch, shards):
+    black_background(monkeypatch)
+    video, meta = render_clip(7, frames=10, size=32, num_classes=4, seed=1)
+    meta = json.loads(json.dumps(meta))  # as read back from a shard
+    coverage = shape_coverage(meta, frames=10, size=32)
+    assert coverage.shape == (10, 32, 32) and np.array_equal(coverage > 0, video.max(-1) > 0)
+    assert ((coverage > 0) <= boxes_mask(meta["boxes"], 32)).all()
+    stored = json.loads(
+        next(iter(wds.DataPipeline(wds.SimpleShardList(shards[:1]), wds.tarfile_to_samples())))["json"]
+    )
+    assert len(stored["boxes"]) == stored["n_frames"] and shape_coverage(stored, 8, 32).any()
+    with pytest.raises(KeyError, match="regenerated"):
+        shape_coverage({"shape": "square"}, 4, 32)
+
+
+def test_token_coverage_averages_each_tubelet_and_patch():
+    mask = np.zeros((4, 8, 8), dtype=bool)
+    mask[0, 0:4, 0:4] = True  # frame 0, top-left patch fully: half of the (2-frame) token
+    mask[2:4, 4:8, 6:8] = True  # frames 2-3, right half of the bottom-right patch: half of that token
+    boxes = [[6, 6, 10, 10]] * 4  # a 4x4 box wrapped onto the four corners
+    cov = token_coverage(mask, tubelet_size=2, patch_size=4)
+    assert cov.shape == (2, 2, 2)
+    expected = np.zeros((2, 2, 2), np.float32)
+    expected[0, 0, 0] = 0.5
+    expected[1, 1, 1] = 0.5
+    assert np.array_equal(cov, expected)
+    corners = token_coverage(boxes_mask(boxes, 8), tubelet_size=2, patch_size=4)
+    assert np.allclose(corners, 4 / 16)  # each 2x2 corner piece fills a quarter of its 4x4 patch
+    with pytest.raises(ValueError, match="divisible"):
+        token_coverage(mask, tubelet_size=3, patch_size=4)
 
 
 def test_cli_writes_shards(tmp_path):

@@ -91,6 +91,7 @@ def test_predictor_is_order_equivariant_in_targets_and_invariant_in_context():
         ("vit_large", 1024, 24, 16),
         ("vit_huge", 1280, 32, 16),
         ("vit_giant", 1408, 40, 22),
+        ("vit_gigantic", 1664, 48, 26),
     ],
 )
 def test_factory_sizes(factory, dim, depth, heads):
@@ -98,3 +99,100 @@ def test_factory_sizes(factory, dim, depth, heads):
         model = getattr(vit, factory)(img_size=256, num_frames=16)
     assert (model.embed_dim, len(model.blocks), model.num_heads) == (dim, depth, heads)
     assert model.init_kwargs["embed_dim"] == dim
+
+
+# --- V-JEPA 2.1 options -------------------------------------------------------------------------------------------
+
+V21 = dict(taps=[0, 1], img_temporal_dim_size=1, modality_embedding=True, tiled_rope=False, interpolate_rope=True)
+
+
+def test_taps_give_levels_for_training_and_the_last_norm_for_inference():
+    enc = tiny_encoder(**V21).eval()
+    video = torch.randn(2, 3, 4, 32, 32)
+    levels = enc(video, all_levels=True)
+    assert levels.shape == (2, 32, 96) and enc.num_levels == 2
+    torch.testing.assert_close(enc(video), levels[..., 48:])  # the last tap is the last block
+    # the first level is block 0's output through its own norm: each level is normalised on its own
+    torch.testing.assert_close(
+        levels[..., :48].mean(-1), enc.norms_block[0].bias.mean().expand(2, 32), atol=1e-5, rtol=0
+    )
+    one = tiny_encoder(**V21, num_output_levels=1).eval()
+    torch.testing.assert_close(one(video, all_levels=True), one(video))
+    v2 = tiny_encoder().eval()
+    torch.testing.assert_close(v2(video, all_levels=True), v2(video))  # V-JEPA 2: one level
+
+
+def test_taps_with_activation_checkpointing_give_same_output_and_grads():
+    video = torch.randn(2, 3, 4, 32, 32)
+    results = []
+    for ckpt in (False, True):
+        enc = tiny_encoder(**V21, use_activation_checkpointing=ckpt)
+        out = enc(video, all_levels=True)
+        out.square().mean().backward()
+        results.append((out.detach(), enc.blocks[0].attn.qkv.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+def test_images_take_the_image_tokenizer():
+    enc = tiny_encoder(**V21).eval()
+    image = torch.randn(2, 3, 1, 32, 32)
+    assert enc.grid_shape(image) == (1, 4, 4) and enc(image).shape == (2, 16, 48)
+    assert enc(image[:, :, 0]).shape == (2, 16, 48)  # (B, C, H, W) too
+    out = enc(image)
+    with torch.no_grad():
+        enc.patch_embed.proj.weight.add_(1.0)  # the video tokenizer plays no part for images
+    torch.testing.assert_close(enc(image), out)
+    with torch.no_grad():
+        enc.img_mod_embed.add_(1.0)
+    assert not torch.allclose(enc(image), out)
+
+
+def test_interpolated_rope_makes_positions_resolution_independent():
+    """With `interpolate_rope` a 2x2 and a 4x4 frame span the same position range; the rotation then differs."""
+    from jepa.models.rope import interpolate_positions, token_grid_positions
+
+    pos = interpolate_positions(token_grid_positions(torch.arange(16), 4, 4), 4, 4, 16)
+    assert pos[:, 1].max() == 15 and pos[:, 2].max() == 15 and pos[:, 0].max() == 0
+    pos = interpolate_positions(token_grid_positions(torch.arange(8), 2, 2), 2, 2, 16)
+    assert pos[:, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1] and pos[:, 1].max() == 15  # time is not rescaled
+    video = torch.randn(1, 3, 4, 32, 32)
+    a, b = tiny_encoder(**V21).eval(), tiny_encoder(**{**V21, "interpolate_rope": False}).eval()
+    assert not torch.allclose(a(video), b(video))
+
+
+def test_bad_taps_are_a_clear_error():
+    with pytest.raises(ValueError, match="taps must be increasing"):
+        tiny_encoder(taps=[1, 0])
+    with pytest.raises(ValueError, match="taps must be increasing"):
+        tiny_encoder(taps=[0, 2])
+    with pytest.raises(ValueError, match="num_output_levels"):
+        tiny_encoder(taps=[0, 1], num_output_levels=3)
+
+
+def test_predictor_levels_heads_and_modality():
+    torch.manual_seed(0)
+    geometry = {k: TINY[k] for k in ("img_size", "num_frames", "patch_size", "tubelet_size")}
+    pred = VisionTransformerPredictor(
+        **geometry,
+        embed_dim=48,
+        predictor_embed_dim=32,
+        depth=1,
+        num_heads=2,
+        num_levels=2,
+        out_embed_dim=40,
+        return_all_tokens=True,
+        modality_embedding=True,
+    ).eval()
+    ctx_idx, tgt_idx = torch.tensor([[0, 5, 9, 17]]), torch.tensor([[1, 6, 20]])
+    z_ctx = torch.randn(1, 4, 96)
+    z_pred, z_ctx_pred = pred(z_ctx, ctx_idx, tgt_idx, return_context=True)
+    assert z_pred.shape == (1, 3, 80) and z_ctx_pred.shape == (1, 4, 80) and pred.out_dim == 80
+    torch.testing.assert_close(pred(z_ctx, ctx_idx, tgt_idx), z_pred)
+    with torch.no_grad():
+        pred.img_mod_embed.add_(1.0)
+    assert not torch.allclose(pred(z_ctx, ctx_idx, tgt_idx, is_image=True), z_pred)
+    torch.testing.assert_close(pred(z_ctx, ctx_idx, tgt_idx), z_pred)  # video tokens do not see the image vector
+    plain = VisionTransformerPredictor(**geometry, embed_dim=48, predictor_embed_dim=32, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match="return_all_tokens"):
+        plain(torch.randn(1, 4, 48), ctx_idx, tgt_idx, return_context=True)
