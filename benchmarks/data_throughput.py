@@ -63,13 +63,16 @@ def benchmark_shards(videos: str | None, copies: int) -> str:
     return str(out / "manifest.json")
 
 
-def per_worker(manifest: str, decoder: str, frame_step: int, clips: int) -> tuple[float, float]:
+def per_worker(manifest: str, decoder: str, frame_step: int, clips: int, normalize: bool = False) -> tuple[float, float]:
     """Clips/s of one clip stream on one thread (one DataLoader worker's work): per wall second and per CPU second.
+
+    ``normalize=False`` is what training workers do (uint8 clips; `VideoDataModule` normalises on the device),
+    True adds the float conversion and normalisation in the worker (``data.normalize_on_device=false``).
 
     On an idle core the two agree; on a shared machine the CPU-time figure is what a worker with a core of its own
     would reach (still pessimistic: contention also slows each CPU second through shared caches).
     """
-    transform = VideoTransform(crop_size=224)
+    transform = VideoTransform(crop_size=224, normalize=normalize)
     dataset = VideoClipDataset(manifest, 16, frame_step, transform, shuffle_buffer=16, decoder=decoder)
     stream = iter(dataset)
     for _ in itertools.islice(stream, 8):  # warm-up: page cache, shuffle buffer, lazy imports
@@ -99,7 +102,8 @@ def end_to_end(manifest: str, decoder: str, frame_step: int, workers: int, batch
     next(loader)  # workers started, first batch out
     start = time.perf_counter()
     for batch in itertools.islice(loader, batches):
-        assert batch["video"].shape == (batch_size, 3, 16, 224, 224)
+        video = dm.on_after_batch_transfer(batch, 0)["video"]  # the normalisation the training step gets (on CPU here)
+        assert video.shape == (batch_size, 3, 16, 224, 224) and video.dtype == torch.float32
     return batches * batch_size / (time.perf_counter() - start)
 
 
@@ -127,8 +131,11 @@ def main() -> None:
     print(f"shards: {manifest}  cpu: {os.cpu_count()} cores, load {load}  torch {torch.__version__}")
     for decoder in available_decoders():
         for step in args.frame_step:
-            wall, cpu = per_worker(manifest, decoder, step, args.clips)
-            print(f"per worker  decoder={decoder:10s} frame_step={step}  {wall:6.1f} clips/s  ({cpu:6.1f} per CPU-s)")
+            for normalize in (False, True):
+                wall, cpu = per_worker(manifest, decoder, step, args.clips, normalize)
+                where = "in worker" if normalize else "on device"
+                print(f"per worker  decoder={decoder:10s} frame_step={step}  normalise {where}: {wall:6.1f} clips/s"
+                      f"  ({cpu:6.1f} per CPU-s)")  # fmt: skip
     for step in args.frame_step:
         rate = end_to_end(manifest, "pyav", step, args.workers, args.batch_size, args.batches)
         print(f"end to end  decoder=pyav       frame_step={step}  workers={args.workers}  {rate:6.1f} clips/s")

@@ -68,6 +68,9 @@ class VideoTransform:
         std: Per-channel RGB std in [0, 1] units.
         training: False gives the deterministic eval view: the centered square of side min(H, W) resized to S, which
             equals "resize the short side to S, then center crop S x S".
+        normalize: True returns float32 normalised clips; False returns the uint8 crop and leaves `normalize` to
+            the consumer (the training datamodule does it on the device after transfer: a data worker then skips
+            its most expensive step and hands over a quarter of the bytes).
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class VideoTransform:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         training: bool = True,
+        normalize: bool = True,
     ) -> None:
         self.crop_size = crop_size
+        self.normalize_output = normalize
         self.random_resize_scale = tuple(random_resize_scale)
         self.random_resize_aspect_ratio = tuple(random_resize_aspect_ratio)
         self.horizontal_flip = horizontal_flip
@@ -98,7 +103,7 @@ class VideoTransform:
             generator: Source of the crop box and flip; required in training mode, unused in eval mode.
 
         Returns:
-            (3, T, S, S) float32, normalised.
+            (3, T, S, S) float32, normalised (uint8 with ``normalize=False``).
         """
         _, height, width, _ = frames.shape
         flip = False
@@ -121,10 +126,13 @@ class VideoTransform:
             x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False)
         if flip:
             x = x.flip(-1)
-        x = x.permute(1, 0, 2, 3)  # (3, T, S, S)
-        out = torch.empty(x.shape, dtype=torch.float32)
-        torch.mul(x, self._scale, out=out)
-        return out.add_(self._shift)
+        x = x.permute(1, 0, 2, 3).contiguous()  # (3, T, S, S) uint8: the layout change on a quarter of the bytes
+        return self.normalize(x) if self.normalize_output else x
+
+    def normalize(self, video: torch.Tensor) -> torch.Tensor:
+        """(3, T, S, S) or (B, 3, T, S, S) uint8 RGB -> float32 normalised, on the input's device."""
+        scale, shift = self._scale.to(video.device), self._shift.to(video.device)
+        return video.to(torch.float32).mul_(scale).add_(shift)
 
     def __repr__(self) -> str:
         mode = "train" if self.training else "eval"

@@ -69,3 +69,28 @@ def test_crop_box_within_frame_and_scale():
         top, left, h, w = random_resized_crop_box(40, 56, (0.3, 1.0), (0.75, 1.35), generator)
         assert 0 <= top and top + h <= 40 and 0 <= left and left + w <= 56
         assert 0.25 <= h * w / (40 * 56) <= 1.0
+
+
+def test_uint8_output_normalised_later_equals_normalising_in_the_worker():
+    clip = random_clip(seed=3, frames=6)
+    in_worker = VideoTransform(crop_size=24)(clip, torch.Generator().manual_seed(5))
+    deferred = VideoTransform(crop_size=24, normalize=False)
+    raw = deferred(clip, torch.Generator().manual_seed(5))
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 6, 24, 24) and raw.is_contiguous()
+    assert torch.equal(deferred.normalize(raw), in_worker)
+    assert torch.equal(deferred.normalize(raw[None].expand(2, -1, -1, -1, -1))[1], in_worker)  # batched
+
+
+def test_datamodule_batches_are_uint8_until_the_device_hook(tmp_path):
+    from jepa.data.datamodule import VideoDataModule
+    from jepa.data.synthetic import make_synthetic_shards
+
+    make_synthetic_shards(tmp_path, num_clips=4, frames=8, size=32, clips_per_shard=4, progress=False)
+    kwargs = dict(shards=str(tmp_path / "shard-000000.tar"), batch_size=2, num_workers=0, frames_per_clip=4,
+                  crop_size=16, steps_per_epoch=1)  # fmt: skip
+    deferred, in_worker = VideoDataModule(**kwargs), VideoDataModule(**kwargs, normalize_on_device=False)
+    for dm in (deferred, in_worker):
+        dm.setup("fit")
+    raw, ref = next(iter(deferred.train_dataloader())), next(iter(in_worker.train_dataloader()))
+    assert raw["video"].dtype == torch.uint8 and ref["video"].dtype == torch.float32
+    assert torch.equal(deferred.on_after_batch_transfer(raw, 0)["video"], ref["video"])
