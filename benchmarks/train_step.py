@@ -88,9 +88,10 @@ def build(args, device: torch.device) -> tuple[PretrainTask, torch.optim.Optimiz
                         wd_schedule=lambda s: 0.04, ema_schedule=lambda s: 0.99925).to(device)
     optimizer = torch.optim.AdamW(param_groups(task.trainable_modules(), 0.04), lr=5.25e-4, fused=not args.foreach)
     if args.compile:
-        task.encoder.compile()
-        task.target_encoder.compile()
-        task.predictor.compile()
+        # static shapes: one graph per mask family (fixed kept-token counts); dynamic token counts hit a wrong
+        # fake-stride in the CPU flash-attention backward (torch 2.14)
+        for module in (task.encoder, task.target_encoder, task.predictor):
+            module.compile(dynamic=False)
     collator = MaskCollator(VJEPA2_MASKS, num_frames=args.frames, crop_size=args.res)
     return task, optimizer, collator
 
