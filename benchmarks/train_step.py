@@ -92,7 +92,7 @@ def build(args, device: torch.device) -> tuple[PretrainTask, torch.optim.Optimiz
         # fake-stride in the CPU flash-attention backward (torch 2.14)
         for module in (task.encoder, task.target_encoder, task.predictor):
             module.compile(dynamic=False)
-    collator = MaskCollator(VJEPA2_MASKS, num_frames=args.frames, crop_size=args.res)
+    collator = MaskCollator(VJEPA2_MASKS, num_frames=args.frames, crop_size=args.res, fixed_counts=args.compile)
     return task, optimizer, collator
 
 

@@ -47,6 +47,12 @@ class MaskCollator:
         num_frames, crop_size, patch_size, tubelet_size: clip geometry; the grid is
             (max(num_frames // tubelet_size, 1), crop_size // patch_size, crop_size // patch_size): an image
             (num_frames 1) is one latent frame, as the image tokenizer makes it.
+        fixed_counts: every batch keeps the same number of context and target tokens per family (for a grid), so
+            `torch.compile` sees static shapes and compiles each family once instead of on every new count. The
+            counts are the `count_quantile` quantiles of the family's context / target sizes (measured once per
+            grid from 256 seeded draws); masks with fewer tokens are drawn again, larger ones lose a random subset
+            (as the batch equalisation does). False = the reference's behaviour (the batch's smallest counts).
+        count_quantile: see `fixed_counts`.
     """
 
     def __init__(
@@ -56,10 +62,35 @@ class MaskCollator:
         crop_size: int = 256,
         patch_size: int = 16,
         tubelet_size: int = 2,
+        fixed_counts: bool = False,
+        count_quantile: float = 0.2,
     ) -> None:
         self.specs = [s if isinstance(s, MaskSpec) else MaskSpec(**s) for s in specs]
         self.tubelet_size = tubelet_size
         self.grid = (max(num_frames // tubelet_size, 1), crop_size // patch_size, crop_size // patch_size)
+        if not 0.0 <= count_quantile < 1.0:
+            raise ValueError(f"count_quantile must be in [0, 1), got {count_quantile}")
+        self.fixed_counts = fixed_counts
+        self.count_quantile = count_quantile
+        self._counts: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+
+    def fixed_token_counts(self, grid: tuple[int, int, int] | None = None) -> list[tuple[int, int]]:
+        """(context, target) token counts per family that `fixed_counts` batches have on this grid."""
+        grid = grid or self.grid
+        if grid not in self._counts:
+            generator = torch.Generator().manual_seed(0)  # the same counts in every worker and rank
+            counts = []
+            for spec in self.specs:
+                ctx_sizes, tgt_sizes = [], []
+                for _ in range(256):
+                    keep = self.sample_context(spec, self.block_size(spec, generator, grid), generator, grid)
+                    if keep.any():
+                        ctx_sizes.append(int(keep.sum()))
+                        tgt_sizes.append(int((~keep).sum()))
+                q = lambda sizes: max(int(torch.tensor(sizes, dtype=torch.float64).quantile(self.count_quantile)), 1)  # noqa: E731
+                counts.append((q(ctx_sizes), q(tgt_sizes)))
+            self._counts[grid] = counts
+        return self._counts[grid]
 
     @property
     def num_tokens(self) -> int:
@@ -103,24 +134,31 @@ class MaskCollator:
         `num_frames` overrides the configured clip length (mixed datasets with their own frames per clip).
         """
         grid = self.grid if num_frames is None else (max(num_frames // self.tubelet_size, 1), *self.grid[1:])
+        counts = self.fixed_token_counts(grid) if self.fixed_counts else [(1, 0)] * len(self.specs)
         ctx_all, tgt_all = [], []
-        for spec in self.specs:
+        for spec, (min_ctx, min_tgt) in zip(self.specs, counts, strict=True):
             size = self.block_size(spec, generator, grid)
-            keeps = []
+            keeps, misses = [], 0
             while len(keeps) < batch_size:
                 keep = self.sample_context(spec, size, generator, grid)
-                if keep.any():  # the reference resamples an empty context
+                # the reference resamples an empty context; fixed counts also need enough tokens on both sides
+                if int(keep.sum()) >= min_ctx and int((~keep).sum()) >= min_tgt:
                     keeps.append(keep)
+                    continue
+                misses += 1
+                if self.fixed_counts and misses % 8 == 0:  # this block size rarely reaches the counts: redraw it
+                    size = self.block_size(spec, generator, grid)
             ctx = [k.nonzero().squeeze(1) for k in keeps]
             tgt = [(~k).nonzero().squeeze(1) for k in keeps]
-            ctx_all.append(self._equalize(ctx, generator))
-            tgt_all.append(self._equalize(tgt, generator))
+            fixed = self.fixed_counts
+            ctx_all.append(self._equalize(ctx, generator, min_ctx if fixed else None))
+            tgt_all.append(self._equalize(tgt, generator, min_tgt if fixed else None))
         return {"ctx_idx": ctx_all, "tgt_idx": tgt_all}
 
     @staticmethod
-    def _equalize(indices: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """Stacks index lists after dropping a random subset from each down to the shortest length."""
-        k = min(len(i) for i in indices)
+    def _equalize(indices: list[torch.Tensor], generator: torch.Generator, k: int | None = None) -> torch.Tensor:
+        """Stacks index lists after dropping a random subset from each down to `k` (default: the shortest length)."""
+        k = min(len(i) for i in indices) if k is None else k
         out = []
         for idx in indices:
             if len(idx) > k:

@@ -52,3 +52,29 @@ def test_clip_length_can_change_per_batch():
     mc = MaskCollator(VJEPA2_MASKS, num_frames=16, crop_size=64)
     out = mc(2, torch.Generator().manual_seed(0), num_frames=4)
     assert all(int(t.max()) < 2 * 4 * 4 and int(c.max()) < 2 * 4 * 4 for c, t in zip(out["ctx_idx"], out["tgt_idx"]))
+
+
+def test_fixed_counts_give_static_shapes_for_compile():
+    collator = MaskCollator(num_frames=8, crop_size=64, patch_size=16, tubelet_size=2, fixed_counts=True)
+    counts = collator.fixed_token_counts()
+    shapes = set()
+    for seed in range(20):
+        out = collator(3, torch.Generator().manual_seed(seed))
+        shapes.add(tuple((c.shape, t.shape) for c, t in zip(out["ctx_idx"], out["tgt_idx"], strict=True)))
+        for (ctx, tgt), (kc, kt) in zip(zip(out["ctx_idx"], out["tgt_idx"], strict=True), counts, strict=True):
+            assert ctx.shape == (3, kc) and tgt.shape == (3, kt)
+            for c, t in zip(ctx, tgt, strict=True):  # sorted, unique, disjoint
+                assert torch.equal(c, c.sort().values) and len(set(c.tolist())) == kc
+                assert not set(c.tolist()) & set(t.tolist())
+    assert len(shapes) == 1
+    # counts per grid: an image batch (one latent frame) has its own, also fixed
+    image = collator(2, torch.Generator().manual_seed(0), num_frames=1)
+    assert [(c.size(1), t.size(1)) for c, t in zip(image["ctx_idx"], image["tgt_idx"], strict=True)] == (
+        collator.fixed_token_counts((1, 4, 4))
+    )
+
+
+def test_default_counts_follow_the_batch_like_the_reference():
+    collator = MaskCollator(num_frames=8, crop_size=64, patch_size=16, tubelet_size=2)
+    sizes = {collator(3, torch.Generator().manual_seed(seed))["ctx_idx"][0].size(1) for seed in range(20)}
+    assert len(sizes) > 1
