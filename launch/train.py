@@ -84,7 +84,9 @@ def train(cfg: DictConfig) -> L.Trainer:
     task = instantiate(cfg.model, _convert_="all")
     if cfg.get("compile"):
         for module in task.children():
-            module.compile()  # in place: state-dict keys stay free of `_orig_mod.` (PITFALLS 6)
+            # in place: state-dict keys stay free of `_orig_mod.` (PITFALLS 6); static shapes, with the masks' fixed
+            # token counts (mask.fixed_counts follows compile): one graph per mask family / clip length
+            module.compile(dynamic=False)
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
     trainer = instantiate(
         cfg.trainer,
