@@ -63,7 +63,9 @@ def benchmark_shards(videos: str | None, copies: int) -> str:
     return str(out / "manifest.json")
 
 
-def per_worker(manifest: str, decoder: str, frame_step: int, clips: int, normalize: bool = False) -> tuple[float, float]:
+def per_worker(
+    manifest: str, decoder: str, frame_step: int, clips: int, normalize: bool = False
+) -> tuple[float, float]:
     """Clips/s of one clip stream on one thread (one DataLoader worker's work): per wall second and per CPU second.
 
     ``normalize=False`` is what training workers do (uint8 clips; `VideoDataModule` normalises on the device),

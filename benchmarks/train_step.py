@@ -46,7 +46,11 @@ def analytic_step_flops(encoder, predictor, num_tokens: int, masks: list[tuple[i
     `masks` holds (context tokens, target tokens) per mask family. The patch embedding is counted for every
     encoder pass; normalisation, RoPE and softmax are not (they are a few percent and memory-bound).
     """
-    D, depth, ratio = encoder.embed_dim, len(encoder.blocks), encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim
+    D, depth, ratio = (
+        encoder.embed_dim,
+        len(encoder.blocks),
+        encoder.blocks[0].mlp.fc1.out_features / encoder.embed_dim,
+    )
     patch = 2 * D * encoder.patch_embed.proj.weight[0].numel()
     Dp = predictor.predictor_embed.out_features
     p_depth = len(predictor.predictor_blocks)
@@ -82,10 +86,17 @@ def sync(device: torch.device) -> None:
 def build(args, device: torch.device) -> tuple[PretrainTask, torch.optim.Optimizer, MaskCollator]:
     geometry = dict(img_size=args.res, num_frames=args.frames, patch_size=16, tubelet_size=2)
     encoder = getattr(vit, args.encoder)(**geometry, use_activation_checkpointing=args.act_ckpt)
-    predictor = VisionTransformerPredictor(**geometry, embed_dim=encoder.embed_dim,
-                                           use_activation_checkpointing=args.act_ckpt)
-    task = PretrainTask(encoder, predictor, optimizer=None, lr_schedule=lambda s: 5.25e-4,
-                        wd_schedule=lambda s: 0.04, ema_schedule=lambda s: 0.99925).to(device)
+    predictor = VisionTransformerPredictor(
+        **geometry, embed_dim=encoder.embed_dim, use_activation_checkpointing=args.act_ckpt
+    )
+    task = PretrainTask(
+        encoder,
+        predictor,
+        optimizer=None,
+        lr_schedule=lambda s: 5.25e-4,
+        wd_schedule=lambda s: 0.04,
+        ema_schedule=lambda s: 0.99925,
+    ).to(device)
     optimizer = torch.optim.AdamW(param_groups(task.trainable_modules(), 0.04), lr=5.25e-4, fused=not args.foreach)
     if args.compile:
         # static shapes: one graph per mask family (fixed kept-token counts); dynamic token counts hit a wrong
@@ -158,21 +169,35 @@ def run(args) -> dict:
         memory_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     achieved = flops / step_s
     return {
-        "encoder": args.encoder, "frames": args.frames, "res": args.res, "batch": args.batch,
-        "precision": args.precision, "compile": args.compile, "act_ckpt": args.act_ckpt, "device": name,
-        "step_s": round(step_s, 4), "clips_per_s": round(args.batch / step_s, 3),
+        "encoder": args.encoder,
+        "frames": args.frames,
+        "res": args.res,
+        "batch": args.batch,
+        "precision": args.precision,
+        "compile": args.compile,
+        "act_ckpt": args.act_ckpt,
+        "device": name,
+        "step_s": round(step_s, 4),
+        "clips_per_s": round(args.batch / step_s, 3),
         "tflop_per_step_analytic": round(flops / 1e12, 4),
         "tflop_per_step_counted": None if counted is None else round(counted / 1e12, 4),
-        "achieved_tflops": round(achieved / 1e12, 4), "peak_tflops": None if peak is None else round(peak / 1e12, 4),
-        "peak_source": peak_source, "mfu": None if peak is None else round(achieved / peak, 4),
-        "peak_memory_gb": round(memory_gb, 3), "masks": masks, "torch": torch.__version__,
+        "achieved_tflops": round(achieved / 1e12, 4),
+        "peak_tflops": None if peak is None else round(peak / 1e12, 4),
+        "peak_source": peak_source,
+        "mfu": None if peak is None else round(achieved / peak, 4),
+        "peak_memory_gb": round(memory_gb, 3),
+        "masks": masks,
+        "torch": torch.__version__,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--encoder", default="vit_small", choices=["vit_tiny", "vit_small", "vit_base", "vit_large",
-                                                                   "vit_huge", "vit_giant"])
+    parser.add_argument(
+        "--encoder",
+        default="vit_small",
+        choices=["vit_tiny", "vit_small", "vit_base", "vit_large", "vit_huge", "vit_giant"],
+    )
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--res", type=int, nargs="+", default=[224])
     parser.add_argument("--batch", type=int, default=2)

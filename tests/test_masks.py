@@ -51,7 +51,10 @@ def test_equalizing_does_not_favour_the_last_tokens():
 def test_clip_length_can_change_per_batch():
     mc = MaskCollator(VJEPA2_MASKS, num_frames=16, crop_size=64)
     out = mc(2, torch.Generator().manual_seed(0), num_frames=4)
-    assert all(int(t.max()) < 2 * 4 * 4 and int(c.max()) < 2 * 4 * 4 for c, t in zip(out["ctx_idx"], out["tgt_idx"]))
+    assert all(
+        int(t.max()) < 2 * 4 * 4 and int(c.max()) < 2 * 4 * 4
+        for c, t in zip(out["ctx_idx"], out["tgt_idx"], strict=True)
+    )
 
 
 def test_fixed_counts_give_static_shapes_for_compile():

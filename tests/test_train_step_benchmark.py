@@ -15,8 +15,9 @@ import train_step  # noqa: E402
 
 
 def test_analytic_flops_match_the_flop_counter():
-    args = argparse.Namespace(encoder="vit_tiny", frames=4, res=32, batch=2, act_ckpt=False, compile=False,
-                              foreach=False)
+    args = argparse.Namespace(
+        encoder="vit_tiny", frames=4, res=32, batch=2, act_ckpt=False, compile=False, foreach=False
+    )
     torch.manual_seed(0)
     task, optimizer, collator = train_step.build(args, torch.device("cpu"))
     task.encoder.blocks = task.encoder.blocks[:2]

@@ -292,7 +292,11 @@ class VideoDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise uint8 clips on the device they were moved to (see ``normalize_on_device``)."""
-        if isinstance(batch, dict) and isinstance(batch.get("video"), torch.Tensor) and batch["video"].dtype == torch.uint8:
+        if (
+            isinstance(batch, dict)
+            and isinstance(batch.get("video"), torch.Tensor)
+            and batch["video"].dtype == torch.uint8
+        ):
             batch["video"] = self.transform.normalize(batch["video"])
         return batch
 

@@ -33,7 +33,7 @@ class ImageClipDataset(VideoClipDataset):
             ``frame_step``, ``fps`` and ``min_frames`` do not apply (one frame is drawn from any video).
 
     Yields:
-        ``{"video": (3, T, S, S) float32, "label": int, "direction": -1, "key": str}`` as `VideoClipDataset`.
+        ``{"video": (3, T, S, S) from the transform, "label": int, "direction": -1, "key": str}`` as `VideoClipDataset`.
     """
 
     def __init__(self, shards: str | list[str], frames_per_clip: int = 1, **kwargs: Any) -> None:

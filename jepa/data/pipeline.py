@@ -123,8 +123,8 @@ class VideoClipDataset(IterableDataset):
         decoder: ``"pyav"`` (default) or ``"torchcodec"`` (optional install, see `jepa.data.decode`).
 
     Yields:
-        ``{"video": (3, T, S, S) float32, "label": int, "direction": int, "key": str}``; ``label`` and
-        ``direction`` are -1 when the sample's json lacks them.
+        ``{"video": (3, T, S, S), "label": int, "direction": int, "key": str}``; the video as the transform returns
+        it (float32, or uint8 with ``normalize=False``); ``label`` and ``direction`` are -1 when the json lacks them.
     """
 
     def __init__(
