@@ -24,27 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "launch"))
 import train as train_launcher  # noqa: E402
 
+sys.path.insert(0, str(REPO / "tests"))
+import test_train  # noqa: E402
+
 train_launcher.register_resolvers()
 
-# A tiny 2.1 model on 4 frames at 32x32 with 8x8 patches (2x4x4 = 32 tokens; images 1x4x4), 2 taps.
-TINY = [
-    "+experiment=vjepa2_1_cpu_quick",
-    "logger=csv",
-    "encoder.embed_dim=48",
-    "encoder.depth=2",
-    "encoder.num_heads=2",
-    "encoder.taps=[0,1]",
-    "encoder.patch_size=8",
-    "encoder.num_frames=4",
-    "encoder.img_size=32",
-    "predictor.predictor_embed_dim=32",
-    "predictor.depth=1",
-    "predictor.num_heads=2",
-    "data.batch_size=4",
-    "data.num_workers=0",
-    "data.frame_step=1",
-    "~callbacks.progress",
-    "trainer.enable_progress_bar=false",
+# test_train's tiny model (4 frames at 32x32, 8x8 patches: 2x4x4 = 32 tokens; images 1x4x4) with the 2.1 objective
+# and 2 taps.
+TINY = ["+experiment=vjepa2_1_cpu_quick" if o.startswith("+experiment=") else o for o in test_train.TINY] + [
+    "encoder.taps=[0,1]"
 ]
 
 
