@@ -38,6 +38,11 @@ def jepa_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
     return (z_pred - z_tgt).abs().mean()
 
 
+def jepa_l2_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over every element (an alternative to `jepa_l1_loss` for sparse latent changes)."""
+    return (z_pred - z_tgt).square().mean()
+
+
 def weighted_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """mean over tokens and channels of |z_pred - z_tgt| * weight of the token.
 

@@ -43,6 +43,11 @@ class ActionConditionedTask(JEPATask):
         zero_init_residual: with `residual`, start the output projection at zero, i.e. from "repeat the last
             latent". Everything before the output layer then gets gradients scaled by its (near-zero) weights: with
             changes as small and noisy as Two Rooms', keep the random init instead (and a small `output_scale`).
+        latent_loss: distance between predicted and true layer-normed latents, `(pred, target) -> scalar`:
+            `jepa_l1_loss` (the reference) or `jepa_l2_loss` (mean squared error). L1's gradient has the same size for every element, however small its error: where an action
+            moves a few tokens of a static scene (Two Rooms: 2-4 of 64), the tokens it leaves unchanged, whose tiny
+            residual changes cannot be predicted, drown the few it moves, and the predictor settles on "repeat the
+            last latent" and ignores the actions. L2 weighs each element's pull by its error.
         optimizer, lr_schedule, wd_schedule, ema_schedule: as `JEPATask` (nothing is EMA-updated here).
     """
 
@@ -60,8 +65,10 @@ class ActionConditionedTask(JEPATask):
         integrate_states: bool = True,
         residual: bool = False,
         zero_init_residual: bool = True,
+        latent_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = jepa_l1_loss,
     ) -> None:
         super().__init__(optimizer, lr_schedule, wd_schedule, ema_schedule)
+        self.latent_loss = latent_loss
         self.encoder = encoder.eval().requires_grad_(False)
         self.predictor = predictor
         self.integrate_states = integrate_states
@@ -106,9 +113,9 @@ class ActionConditionedTask(JEPATask):
         steps = min(self.auto_steps, z.size(1) - 1)
 
         z_tf = self.world_model.step(z[:, :-1], actions, states[:, :-1])
-        loss_tf = jepa_l1_loss(z_tf, z[:, 1:])
+        loss_tf = self.latent_loss(z_tf, z[:, 1:])
         z_ar = self.world_model.rollout(z[:, :1], actions[:, :steps], states[:, :1])
-        loss_ar = jepa_l1_loss(z_ar, z[:, 1 : steps + 1])
+        loss_ar = self.latent_loss(z_ar, z[:, 1 : steps + 1])
         loss = loss_tf + loss_ar
 
         self.log_dict(

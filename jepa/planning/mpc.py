@@ -1,0 +1,235 @@
+"""Receding-horizon MPC toward a goal image with any latent world model and any gymnasium environment.
+
+The world-model seam is two methods (`jepa.models.ac_predictor.ACWorldModel` has both; plug in your own):
+- `encode(observations)`: (B, C, T, H, W) float frames -> (B, T, N, D) latents;
+- `rollout(latents, actions, states)`: (B, 1, N, D) latents of the current frame, (B, L, A) actions, (B, 1, S)
+  states or None -> (B, L, N, D) predicted latents.
+
+The environment seam is an `EnvAdapter`: reset to an episode, the observation as an image, the goal image, the true
+state, one environment step, the distance to the goal and the success test.
+
+One planned action covers `action_repeat` environment steps (the world model's latent step, e.g. Two Rooms'
+`frame_step` 4): it is the displacement summed over those steps, executed as `action_repeat` equal steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from jepa.planning.energy import goal_energy
+from jepa.planning.planners import PlanResult, shift_plan
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class LatentWorldModel(Protocol):
+    def encode(self, observations: torch.Tensor) -> torch.Tensor: ...
+
+    def rollout(
+        self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
+
+
+class Planner(Protocol):
+    horizon: int
+
+    def plan(
+        self, cost: Any, init: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> PlanResult: ...
+
+
+class EnvAdapter(Protocol):
+    """What the MPC loop needs from an environment."""
+
+    def reset(self, seed: int) -> None: ...
+
+    def observation(self) -> np.ndarray: ...  # (H, W, 3) uint8 RGB
+
+    def goal_image(self) -> np.ndarray: ...  # (H, W, 3) uint8 RGB
+
+    def state(self) -> np.ndarray: ...  # (S,) proprioceptive state the world model was trained with
+
+    def step(self, action: np.ndarray) -> None: ...
+
+    def distance(self) -> float: ...  # true distance to the goal
+
+    def success(self) -> bool: ...
+
+
+def image_to_frames(
+    images: np.ndarray | Sequence[np.ndarray],
+    size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """(H, W, 3) uint8 image(s) -> (B, 3, 1, size, size) normalised frames, as the training data sees them.
+
+    Images larger than `size` keep their top-left `size` x `size` pixels (Two Rooms: 65 -> 64, as the trajectory
+    shards store even sizes); smaller ones are an error.
+    """
+    batch = np.stack([np.asarray(images)] if np.asarray(images).ndim == 3 else list(images))
+    if batch.shape[1] < size or batch.shape[2] < size:
+        raise ValueError(f"images of {batch.shape[1]}x{batch.shape[2]} px are smaller than the model's {size} px")
+    x = torch.from_numpy(batch[:, :size, :size]).permute(0, 3, 1, 2).float().div_(255.0)
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    return x.unsqueeze(2)
+
+
+class LatentCost:
+    """`(S, H, A) -> (S,)` energy of action sequences: roll the world model out from the current latent and score
+    the predicted latents against the goal latent with `goal_energy`."""
+
+    def __init__(
+        self,
+        world_model: LatentWorldModel,
+        latent: torch.Tensor,
+        goal: torch.Tensor,
+        state: torch.Tensor | None = None,
+        p: int = 1,
+        reduce: str = "final",
+    ) -> None:
+        self.world_model, self.latent, self.goal, self.state = world_model, latent, goal, state
+        self.p, self.reduce = p, reduce
+        self.device = latent.device
+
+    @torch.no_grad()
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        S = actions.size(0)
+        latents = self.latent.expand(S, *self.latent.shape[1:])
+        states = None if self.state is None else self.state.expand(S, *self.state.shape[1:])
+        return goal_energy(self.world_model.rollout(latents, actions, states), self.goal, self.p, self.reduce)
+
+
+@dataclass
+class EpisodeResult:
+    """One MPC episode: success, final true distance, timings, and the frames for an image strip."""
+
+    success: bool
+    final_distance: float
+    env_steps: int
+    plans: int
+    seconds: float
+    seconds_per_plan: float
+    distances: list[float] = field(default_factory=list)
+    start_image: np.ndarray | None = None
+    goal_image: np.ndarray | None = None
+    final_image: np.ndarray | None = None
+
+    def summary(self) -> dict[str, Any]:
+        keys = ("success", "final_distance", "env_steps", "plans", "seconds", "seconds_per_plan")
+        return {k: getattr(self, k) for k in keys}
+
+
+class MPCAgent:
+    """Plans with `planner` on `world_model`'s latents toward a goal image and acts in receding horizon.
+
+    Args:
+        world_model: the `LatentWorldModel`.
+        planner: `CEMPlanner` or `MPPIPlanner` (its horizon is the lookahead in latent steps).
+        img_size: the world model's frame size.
+        action_repeat: environment steps per planned action (the world model's frame step).
+        max_env_action_norm: per-environment-step norm limit (Two Rooms 2.45); the planned action is split evenly.
+        use_states: pass the adapter's true state to the world model (as it was trained with states).
+        p, reduce: the `goal_energy` used as cost.
+        warm_start: start each plan from the previous one shifted by one step (else from zeros).
+        device: where the world model runs.
+    """
+
+    def __init__(
+        self,
+        world_model: LatentWorldModel,
+        planner: Planner,
+        img_size: int,
+        action_repeat: int = 1,
+        max_env_action_norm: float | None = None,
+        use_states: bool = True,
+        p: int = 1,
+        reduce: str = "final",
+        warm_start: bool = True,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.world_model, self.planner = world_model, planner
+        self.img_size, self.action_repeat = img_size, action_repeat
+        self.max_env_action_norm = max_env_action_norm
+        self.use_states, self.p, self.reduce, self.warm_start = use_states, p, reduce, warm_start
+        self.device = torch.device(device)
+        self._plan: torch.Tensor | None = None
+        self._goal: torch.Tensor | None = None
+
+    def encode(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 1, N, D) latent."""
+        with torch.no_grad():
+            return self.world_model.encode(image_to_frames(image, self.img_size).to(self.device))
+
+    def set_goal(self, goal_image: np.ndarray) -> None:
+        self._goal = self.encode(goal_image)[0, 0]
+        self._plan = None
+
+    def plan(
+        self, image: np.ndarray, state: np.ndarray | None, generator: torch.Generator | None = None
+    ) -> PlanResult:
+        """Plans from the current observation; returns the whole (H, A) plan."""
+        if self._goal is None:
+            raise RuntimeError("call set_goal(goal_image) before planning")
+        states = None
+        if self.use_states and state is not None:
+            states = torch.as_tensor(state, dtype=torch.float32, device=self.device).view(1, 1, -1)
+        cost = LatentCost(self.world_model, self.encode(image), self._goal, states, self.p, self.reduce)
+        init = shift_plan(self._plan, 1) if (self.warm_start and self._plan is not None) else None
+        result = self.planner.plan(cost, init, generator)
+        self._plan = result.actions.detach().cpu()
+        return result
+
+    def env_actions(self, action: torch.Tensor) -> list[np.ndarray]:
+        """One planned action -> `action_repeat` equal environment actions (each within the per-step norm)."""
+        step = action.detach().cpu().numpy().astype(np.float64) / self.action_repeat
+        if self.max_env_action_norm is not None:
+            norm = float(np.linalg.norm(step))
+            if norm > self.max_env_action_norm:
+                step = step * (self.max_env_action_norm / norm)
+        return [step.astype(np.float32)] * self.action_repeat
+
+
+def run_episode(
+    agent: MPCAgent, env: EnvAdapter, seed: int, max_env_steps: int, stop_on_success: bool = False
+) -> EpisodeResult:
+    """Runs one seeded episode: plan, execute the first planned action, observe, re-plan, until `max_env_steps`."""
+    env.reset(seed)
+    generator = torch.Generator().manual_seed(seed)
+    start, goal = env.observation(), env.goal_image()
+    agent.set_goal(goal)
+    steps, plans, plan_seconds, distances = 0, 0, 0.0, [env.distance()]
+    t0 = time.perf_counter()
+    while steps < max_env_steps:
+        t = time.perf_counter()
+        result = agent.plan(env.observation(), env.state(), generator)
+        plan_seconds += time.perf_counter() - t
+        plans += 1
+        for action in agent.env_actions(result.actions[0]):
+            if steps >= max_env_steps:
+                break
+            env.step(action)
+            steps += 1
+        distances.append(env.distance())
+        if stop_on_success and env.success():
+            break
+    seconds = time.perf_counter() - t0
+    return EpisodeResult(
+        success=env.success(),
+        final_distance=env.distance(),
+        env_steps=steps,
+        plans=plans,
+        seconds=seconds,
+        seconds_per_plan=plan_seconds / max(plans, 1),
+        distances=distances,
+        start_image=start,
+        goal_image=goal,
+        final_image=env.observation(),
+    )

@@ -1,0 +1,175 @@
+"""Sampling-based planners over action sequences: the cross-entropy method (CEM) and MPPI.
+
+Both minimise a cost over (H, A) action sequences by sampling S candidates at once (one batched call of the cost per
+iteration), respect per-dimension bounds and a per-step norm limit, and warm-start from the previous plan shifted by
+the steps already executed (`shift_plan`). The cost is any callable `(S, H, A) -> (S,)`: a world model's energy
+(`jepa.planning.mpc.latent_cost`) or an analytic function in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+Cost = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ActionBounds:
+    """Limits of one action: per-dimension [low, high] and a maximum Euclidean norm (None = unbounded).
+
+    Two Rooms over a latent step of k control steps: max_norm = 2.45 * k (a displacement summed over the step).
+    """
+
+    low: float | tuple[float, ...] | None = None
+    high: float | tuple[float, ...] | None = None
+    max_norm: float | None = None
+
+    def project(self, actions: torch.Tensor) -> torch.Tensor:
+        """(..., A) actions clamped per dimension, then scaled down (direction kept) to norm <= max_norm."""
+        if self.low is not None or self.high is not None:
+            low = None if self.low is None else torch.as_tensor(self.low, dtype=actions.dtype, device=actions.device)
+            high = (
+                None if self.high is None else torch.as_tensor(self.high, dtype=actions.dtype, device=actions.device)
+            )
+            actions = torch.clamp(actions, low, high)
+        if self.max_norm is not None:
+            norm = actions.norm(dim=-1, keepdim=True)
+            actions = actions * (self.max_norm / norm.clamp_min(self.max_norm))
+        return actions
+
+
+def shift_plan(plan: torch.Tensor, steps: int = 1) -> torch.Tensor:
+    """(H, A) plan without its first `steps` actions, padded at the end by repeating the last one (a warm start)."""
+    if steps <= 0:
+        return plan
+    steps = min(steps, plan.size(0) - 1)
+    return torch.cat((plan[steps:], plan[-1:].expand(steps, -1)))
+
+
+@dataclass
+class PlanResult:
+    """A planner's answer: `actions` (H, A), its `cost`, and the best cost after each iteration (`history`)."""
+
+    actions: torch.Tensor
+    cost: float
+    history: list[float]
+
+
+class CEMPlanner:
+    """Cross-entropy method: sample around a Gaussian, refit it to the elites, repeat.
+
+    Args:
+        horizon: planned steps H.
+        action_dim: A.
+        samples: candidates per iteration S (the current mean is always one of them).
+        elites: candidates the Gaussian is refitted to.
+        iterations: refits per plan.
+        init_std: initial standard deviation per dimension (float or (A,)), in action units.
+        min_std: the standard deviation never falls below this (keeps exploring).
+        momentum: new mean/std = momentum * old + (1 - momentum) * elite statistics.
+        bounds: `ActionBounds` applied to every sample.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        samples: int = 256,
+        elites: int = 32,
+        iterations: int = 8,
+        init_std: float | tuple[float, ...] = 1.0,
+        min_std: float = 0.05,
+        momentum: float = 0.0,
+        bounds: ActionBounds | None = None,
+    ) -> None:
+        if not 0 < elites <= samples:
+            raise ValueError(f"CEM needs 0 < elites <= samples, got elites={elites}, samples={samples}")
+        self.horizon, self.action_dim = horizon, action_dim
+        self.samples, self.elites, self.iterations = samples, elites, iterations
+        self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
+        self.bounds = bounds or ActionBounds()
+
+    def plan(
+        self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> PlanResult:
+        """Minimise `cost` over (H, A) sequences, starting from `init` (H, A) (default zeros)."""
+        mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
+        std = torch.as_tensor(self.init_std, dtype=mean.dtype).expand_as(mean).clone()
+        best, best_cost, history = self.bounds.project(mean), float("inf"), []
+        for _ in range(self.iterations):
+            noise = torch.randn(self.samples - 1, *mean.shape, generator=generator, dtype=mean.dtype)
+            candidates = self.bounds.project(torch.cat((mean.unsqueeze(0), mean + std * noise)))
+            costs = cost(candidates.to(_device_of(cost, candidates))).float().cpu()
+            order = costs.argsort()
+            if float(costs[order[0]]) < best_cost:
+                best, best_cost = candidates[order[0]], float(costs[order[0]])
+            history.append(best_cost)
+            elite = candidates[order[: self.elites]]
+            mean = self.momentum * mean + (1 - self.momentum) * elite.mean(0)
+            std = (self.momentum * std + (1 - self.momentum) * elite.std(0, unbiased=False)).clamp_min(self.min_std)
+        return PlanResult(best, best_cost, history)
+
+
+class MPPIPlanner:
+    """Model-predictive path integral: perturb the mean, average the samples weighted by exp(-cost / temperature).
+
+    Args:
+        horizon, action_dim: H and A.
+        samples: candidates per iteration S (the current mean is always one of them).
+        iterations: updates per plan.
+        noise_std: perturbation standard deviation per dimension (float or (A,)).
+        temperature: lambda; costs are shifted by their minimum, so it is in the cost's units (smaller = greedier).
+        noise_decay: the perturbation shrinks by this factor after every iteration (1 = fixed noise); below 1 the
+            later iterations refine instead of re-exploring.
+        bounds: `ActionBounds` applied to every sample and to the weighted mean.
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int,
+        samples: int = 256,
+        iterations: int = 8,
+        noise_std: float | tuple[float, ...] = 1.0,
+        temperature: float = 0.01,
+        noise_decay: float = 1.0,
+        bounds: ActionBounds | None = None,
+    ) -> None:
+        if temperature <= 0:
+            raise ValueError(f"MPPI temperature must be > 0, got {temperature}")
+        self.horizon, self.action_dim = horizon, action_dim
+        self.samples, self.iterations = samples, iterations
+        self.noise_std, self.temperature, self.noise_decay = noise_std, temperature, noise_decay
+        self.bounds = bounds or ActionBounds()
+
+    def plan(
+        self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> PlanResult:
+        """Minimise `cost` over (H, A) sequences, starting from `init` (H, A) (default zeros)."""
+        mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
+        std = torch.as_tensor(self.noise_std, dtype=mean.dtype).expand_as(mean)
+        best, best_cost, history = self.bounds.project(mean), float("inf"), []
+        for _ in range(self.iterations):
+            noise = torch.randn(self.samples - 1, *mean.shape, generator=generator, dtype=mean.dtype)
+            candidates = self.bounds.project(torch.cat((mean.unsqueeze(0), mean + std * noise)))
+            costs = cost(candidates.to(_device_of(cost, candidates))).float().cpu()
+            i = int(costs.argmin())
+            if float(costs[i]) < best_cost:
+                best, best_cost = candidates[i], float(costs[i])
+            history.append(best_cost)
+            weights = torch.softmax(-(costs - costs[i]) / self.temperature, dim=0)
+            mean = self.bounds.project((weights.view(-1, 1, 1) * candidates).sum(0))
+            std = std * self.noise_decay
+        # the weighted mean is the MPPI answer; keep the best sample when the mean scores worse
+        final = float(cost(mean.unsqueeze(0).to(_device_of(cost, mean))).float().cpu()[0])
+        if final <= best_cost:
+            best, best_cost = mean, final
+        return PlanResult(best, best_cost, history)
+
+
+def _device_of(cost: Cost, default: torch.Tensor) -> torch.device:
+    """Where the cost wants its candidates: `cost.device` when it says so (a world model's), else where they are."""
+    return getattr(cost, "device", default.device)
