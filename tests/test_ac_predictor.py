@@ -118,3 +118,29 @@ def test_action_and_state_scaling_is_input_normalisation():
     halved.load_state_dict(plain.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(halved(z, actions, states), 0.5 * plain(z, actions, states))
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_cached_rollout_equals_recomputing_every_frame(residual):
+    torch.manual_seed(0)
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2).eval()
+    model = ACWorldModel(torch.nn.Identity(), predictor, integrate_states=True, residual=residual)
+    latents = torch.nn.functional.layer_norm(torch.randn(3, 2, 16, 40), (40,))  # T0 = 2 context frames
+    actions, states = torch.randn(3, 2 + 3, 2), torch.randn(3, 2, 2)  # 4 predicted frames
+    with torch.no_grad():
+        cached = model.rollout(latents, actions, states)
+        full = model._rollout_recompute(latents, actions, states, 4)
+    assert cached.shape == (3, 4, 16, 40)
+    torch.testing.assert_close(cached, full, atol=2e-5, rtol=1e-5)
+
+
+def test_incremental_frames_equal_the_full_sequence():
+    torch.manual_seed(0)
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2).eval()
+    z, actions, states = torch.randn(2, 3 * 16, 40), torch.randn(2, 3, 2), torch.randn(2, 3, 2)
+    cache = [{} for _ in predictor.predictor_blocks]
+    with torch.no_grad():
+        full = predictor(z, actions, states)
+        first = predictor.forward_incremental(z[:, :16], actions[:, :1], states[:, :1], cache, first_frame=0)
+        rest = predictor.forward_incremental(z[:, 16:], actions[:, 1:], states[:, 1:], cache, first_frame=1)
+    torch.testing.assert_close(torch.cat((first, rest), dim=1), full, atol=2e-5, rtol=1e-5)

@@ -114,10 +114,11 @@ class VisionTransformerPredictorAC(nn.Module):
         """Patch tokens per latent frame, H' * W'."""
         return self.grid_h * self.grid_w
 
-    def positions(self, num_frames: int, device: torch.device) -> torch.Tensor:
+    def positions(self, num_frames: int, device: torch.device, first_frame: int = 0) -> torch.Tensor:
         """(T * (c + H'W'), 3) RoPE positions of the interleaved sequence: (t, 0, 0) for the c conditioning tokens
-        of frame t (zero angles leave their height/width channels unrotated), (t, h, w) for its patch tokens."""
-        t = torch.arange(num_frames, device=device).view(-1, 1, 1).float()
+        of frame t (zero angles leave their height/width channels unrotated), (t, h, w) for its patch tokens; frames
+        are numbered from `first_frame`."""
+        t = torch.arange(first_frame, first_frame + num_frames, device=device).view(-1, 1, 1).float()
         h = torch.arange(self.grid_h, device=device).repeat_interleave(self.grid_w).float()
         w = torch.arange(self.grid_w, device=device).repeat(self.grid_h).float()
         patches = torch.stack((h, w), dim=-1).expand(num_frames, -1, -1)  # (T, H'W', 2)
@@ -142,6 +143,56 @@ class VisionTransformerPredictorAC(nn.Module):
         Returns:
             (B, T * H'W', D) predicted features of frames 1..T (output frame t predicts input frame t + 1).
         """
+        x, T = self._tokens(z, actions, states, extrinsics)
+        rope = self.rope(self.positions(T, z.device))
+        mask = (
+            block_causal_mask(T, self.cond_tokens + self.tokens_per_frame, z.device) if self.is_frame_causal else None
+        )
+        x = run_blocks(self.predictor_blocks, x, rope, self.grad_checkpointing, attn_mask=mask)
+        return self._output(x, T)
+
+    def forward_incremental(
+        self,
+        z: torch.Tensor,
+        actions: torch.Tensor,
+        states: torch.Tensor,
+        cache: list[dict[str, torch.Tensor]],
+        first_frame: int,
+        extrinsics: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`forward` for new frames appended to those already in `cache` (block-causal models only).
+
+        Equal to the last frames of `forward` on the whole sequence, at the cost of the new frames only: the keys and
+        values of earlier frames are read from `cache` (one dict per block, filled by earlier calls; start with
+        `[{} for _ in predictor_blocks]`). Used by auto-regressive rollouts and planners.
+
+        Args:
+            z, actions, states, extrinsics: as `forward`, for the new frames only (usually one).
+            cache: per-block key/value caches, updated in place.
+            first_frame: index of the first new frame (frames already cached).
+
+        Returns:
+            (B, T_new * H'W', D) predictions for the new frames.
+        """
+        if not self.is_frame_causal:
+            raise ValueError("forward_incremental needs a block-causal predictor (is_frame_causal=True)")
+        x, T = self._tokens(z, actions, states, extrinsics)
+        rope = self.rope(self.positions(T, z.device, first_frame))
+        # new frames see every cached (earlier) frame; among themselves, the block-causal rule
+        mask = None
+        if T > 1:
+            frame = torch.arange(T, device=z.device).repeat_interleave(self.cond_tokens + self.tokens_per_frame)
+            cached = cache[0]["k"].size(2) if "k" in cache[0] else 0
+            seen = torch.ones(len(frame), cached, dtype=torch.bool, device=z.device)
+            mask = torch.cat((seen, frame.unsqueeze(1) >= frame.unsqueeze(0)), dim=1)
+        for blk, blk_cache in zip(self.predictor_blocks, cache, strict=True):
+            x = blk(x, rope, mask, kv_cache=blk_cache)
+        return self._output(x, T)
+
+    def _tokens(
+        self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, extrinsics: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        """(B, T * (c + H'W'), P) interleaved conditioning and patch tokens, and T."""
         B, N, _ = z.shape
         T = N // self.tokens_per_frame
         if T * self.tokens_per_frame != N or actions.shape[:2] != (B, T) or states.shape[:2] != (B, T):
@@ -160,13 +211,9 @@ class VisionTransformerPredictorAC(nn.Module):
                 raise ValueError("this predictor was built with use_extrinsics=True: pass extrinsics (B, T, E)")
             cond.append(self.extrinsics_encoder(extrinsics))
         x = torch.cat([c.unsqueeze(2) for c in cond] + [x], dim=2).flatten(1, 2)  # (B, T*(c+H'W'), P)
+        return x, T
 
-        rope = self.rope(self.positions(T, z.device))
-        mask = (
-            block_causal_mask(T, self.cond_tokens + self.tokens_per_frame, z.device) if self.is_frame_causal else None
-        )
-        x = run_blocks(self.predictor_blocks, x, rope, self.grad_checkpointing, attn_mask=mask)
-
+    def _output(self, x: torch.Tensor, T: int) -> torch.Tensor:
         x = x.unflatten(1, (T, -1))[:, :, self.cond_tokens :].flatten(1, 2)  # drop the conditioning tokens
         return self.predictor_proj(self.predictor_norm(x)) * self.output_scale
 
@@ -227,10 +274,7 @@ class ACWorldModel(nn.Module):
     def step(self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """(B, T, N, D) latents, (B, T, A) actions, (B, T, S) states -> (B, T, N, D) normalised predictions of
         frames 1..T (teacher forcing: every frame is predicted from the true frames before it)."""
-        pred = self.predictor(z.flatten(1, 2), actions, states).unflatten(1, z.shape[1:3])
-        if self.residual:
-            pred = z + pred
-        return F.layer_norm(pred, (pred.size(-1),))
+        return self._finish(z, self.predictor(z.flatten(1, 2), actions, states).unflatten(1, z.shape[1:3]))
 
     def next_state(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return state + action if self.integrate_states else state
@@ -248,7 +292,7 @@ class ACWorldModel(nn.Module):
         Returns:
             (B, L, N, D) predicted latents of frames T0 .. T0 + L - 1.
         """
-        B, T0 = latents.shape[:2]
+        B, T0, N = latents.shape[:3]
         L = actions.size(1) - T0 + 1
         if L < 1:
             raise ValueError(
@@ -256,6 +300,32 @@ class ACWorldModel(nn.Module):
             )
         if states is None:
             states = latents.new_zeros(B, T0, self.predictor.state_dim)
+        if not self.predictor.is_frame_causal or (self.predictor.grad_checkpointing and torch.is_grad_enabled()):
+            return self._rollout_recompute(latents, actions, states, L)
+        # block-causal: each step runs the predictor on the newest frame only, over cached keys/values
+        cache: list[dict[str, torch.Tensor]] = [{} for _ in self.predictor.predictor_blocks]
+        z, a, s = latents, actions[:, :T0], states
+        preds = []
+        for t in range(L):
+            first = 0 if t == 0 else T0 + t - 1
+            raw = self.predictor.forward_incremental(z.flatten(1, 2), a, s, cache, first).unflatten(1, (-1, N))
+            z_next = self._finish(z[:, -1:], raw[:, -1:])
+            preds.append(z_next)
+            n = T0 + t  # frames known before this prediction
+            s = self.next_state(s[:, -1:], actions[:, n - 1 : n])
+            z, a = z_next, actions[:, n : n + 1]
+        return torch.cat(preds, dim=1)
+
+    def _finish(self, z: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Predictor output -> normalised latent (adding the input frame's latent in the residual form)."""
+        pred = z + raw if self.residual else raw
+        return F.layer_norm(pred, (pred.size(-1),))
+
+    def _rollout_recompute(
+        self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, L: int
+    ) -> torch.Tensor:
+        """`rollout` re-running the predictor over all frames at every step (full attention, or checkpointing)."""
+        T0 = latents.size(1)
         z, s = latents, states
         preds = []
         for t in range(L):

@@ -137,11 +137,15 @@ class RoPEAttention(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         attn_mask: torch.Tensor | None = None,
+        kv_cache: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Args:
         x: (B, N, D) tokens.
         rope: (cos, sin) from `RoPE3D`, each broadcastable to (B, heads, N, head_dim); None = no rotation.
         attn_mask: optional boolean (N, N) or (B, 1, N, N) mask, True = may attend.
+        kv_cache: incremental decoding: the (rotated) keys and values of earlier calls are read from and appended
+            to this dict (`k`, `v`: (B, heads, M, head_dim)); the tokens of `x` attend to all of them and to each
+            other (a block-causal model's new frame).
         """
         B, N, D = x.shape
         qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -150,6 +154,10 @@ class RoPEAttention(nn.Module):
             v = qkv[2]
         else:
             q, k, v = qkv.unbind(0)
+        if kv_cache is not None:
+            if "k" in kv_cache:
+                k, v = torch.cat((kv_cache["k"], k), dim=2), torch.cat((kv_cache["v"], v), dim=2)
+            kv_cache["k"], kv_cache["v"] = k, v
         drop = self.attn_drop if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
         x = x.transpose(1, 2).reshape(B, N, D)

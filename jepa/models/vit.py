@@ -67,8 +67,9 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         attn_mask: torch.Tensor | None = None,
+        kv_cache: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask))
+        x = x + self.drop_path(self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask, kv_cache=kv_cache))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
