@@ -20,6 +20,7 @@ from jepa.tasks.action import rollout_errors
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "launch"))
 import eval_world_model  # noqa: E402
+import plan as plan_launcher  # noqa: E402
 import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
@@ -128,6 +129,49 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     result = eval_world_model.evaluate(cfg)
     assert json.loads((tmp_path / "eval" / "errors.json").read_text())["model"] == result["model"]
     assert (tmp_path / "eval" / "errors.png").stat().st_size > 1000
+
+    # latent MPC with it: JSON results, an image strip per episode, the energy landscape; then toward an image file
+    checkpoint = tmp_path / "ac" / "checkpoints" / "last.ckpt"
+    small = ["planner.samples=16", "planner.elites=4", "planner.iterations=2", "planner.horizon=2"]
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "plan",
+            overrides=[
+                f"checkpoint={checkpoint}",
+                "episodes=2",
+                "max_env_steps=8",
+                "energy_landscape=true",
+                f"output_dir={tmp_path / 'plan'}",
+                *small,
+            ],
+        )
+    summary = plan_launcher.plan(cfg)
+    saved = json.loads((tmp_path / "plan" / "results.json").read_text())
+    assert saved["episodes"] == 2 and 0.0 <= saved["success_rate"] <= 1.0 and saved["seconds_per_plan"] > 0
+    assert [row["env_steps"] for row in saved["per_episode"]] == [8, 8]
+    assert [row["plans"] for row in saved["per_episode"]] == [2, 2]  # 4 environment steps per planned action
+    assert summary["mean_final_distance"] == saved["mean_final_distance"]
+    for name in ("episode000.png", "episode001.png", "energy_landscape.png"):
+        assert (tmp_path / "plan" / name).stat().st_size > 500, name
+    import matplotlib.image
+
+    from jepa.envs.two_rooms import TwoRoomsEnv
+
+    matplotlib.image.imsave(tmp_path / "goal.png", TwoRoomsEnv().reset(seed=5)[1]["goal_image"])
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "plan",
+            overrides=[
+                f"checkpoint={checkpoint}",
+                "episodes=1",
+                "max_env_steps=4",
+                f"goal_image={tmp_path / 'goal.png'}",
+                f"output_dir={tmp_path / 'plan_file'}",
+                *small,
+            ],
+        )
+    summary = plan_launcher.plan(cfg)
+    assert "success_rate" not in summary and summary["per_episode"][0]["env_steps"] == 4
 
 
 def test_missing_encoder_checkpoint_is_one_clear_error(tmp_path):

@@ -22,11 +22,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from jepa.data.trajectories import even_frames
+from jepa.data.transforms import VideoTransform
 from jepa.planning.energy import goal_energy
 from jepa.planning.planners import PlanResult, shift_plan
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class LatentWorldModel(Protocol):
@@ -63,23 +62,19 @@ class EnvAdapter(Protocol):
     def success(self) -> bool: ...
 
 
-def image_to_frames(
-    images: np.ndarray | Sequence[np.ndarray],
-    size: int,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> torch.Tensor:
-    """(H, W, 3) uint8 image(s) -> (B, 3, 1, size, size) normalised frames, as the training data sees them.
+def image_to_frames(images: np.ndarray | Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 image(s) -> (B, 3, 1, size, size) normalised frames, exactly as the trajectory data sees them.
 
-    Images larger than `size` keep their top-left `size` x `size` pixels (Two Rooms: 65 -> 64, as the trajectory
-    shards store even sizes); smaller ones are an error.
+    As `jepa.data.trajectories`: odd heights/widths lose their last row/column (the shards' mp4 needs even sizes),
+    then the evaluation view of `VideoTransform` (the centered square, resized to `size`, ImageNet normalisation).
     """
-    batch = np.stack([np.asarray(images)] if np.asarray(images).ndim == 3 else list(images))
-    if batch.shape[1] < size or batch.shape[2] < size:
-        raise ValueError(f"images of {batch.shape[1]}x{batch.shape[2]} px are smaller than the model's {size} px")
-    x = torch.from_numpy(batch[:, :size, :size]).permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    return x.unsqueeze(2)
+    batch = np.asarray(images)
+    batch = batch[None] if batch.ndim == 3 else batch
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected (H, W, 3) RGB image(s), got shape {batch.shape}")
+    frames = torch.from_numpy(np.ascontiguousarray(even_frames(batch.astype(np.uint8))))
+    transform = VideoTransform(crop_size=size, training=False)
+    return torch.stack([transform(frame.unsqueeze(0)) for frame in frames])
 
 
 class LatentCost:

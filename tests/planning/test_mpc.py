@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from jepa.planning.energy import goal_energy
-from jepa.planning.mpc import IMAGENET_MEAN, IMAGENET_STD, MPCAgent, image_to_frames, run_episode
+from jepa.planning.mpc import MPCAgent, image_to_frames, run_episode
 from jepa.planning.planners import ActionBounds, CEMPlanner, MPPIPlanner
 
 SCALE = 20.0  # px value per unit of position in the toy images
@@ -55,8 +55,8 @@ class LinearWorldModel:
         self.W = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
 
     def encode(self, frames):  # (B, 3, T, H, W) -> (B, T, 4, 8)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1)
+        mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1)
+        std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1)
         pixels = (frames[:, :, :, 0, 0] * std + mean) * 255.0  # (B, 3, T)
         pos = (pixels[:, :2] - 128.0) / SCALE
         return (pos.transpose(1, 2) @ self.W.T).unflatten(-1, (4, 8))
@@ -71,8 +71,19 @@ def test_image_to_frames_round_trips_through_the_toy_encoder():
     assert frames.shape == (1, 3, 1, 8, 8)
     z = LinearWorldModel().encode(frames)
     assert torch.allclose(z.flatten(2), (torch.tensor([1.5, -2.0]) @ LinearWorldModel().W.T).view(1, 1, 32), atol=1e-4)
-    with pytest.raises(ValueError, match="smaller"):
-        image_to_frames(np.zeros((4, 4, 3), np.uint8), size=8)
+    with pytest.raises(ValueError, match="RGB"):
+        image_to_frames(np.zeros((4, 4), np.uint8), size=8)
+
+
+def test_image_to_frames_matches_the_trajectory_data():
+    from jepa.data.trajectories import even_frames
+    from jepa.data.transforms import VideoTransform
+    from jepa.envs.two_rooms import TwoRoomsEnv
+
+    image, _ = TwoRoomsEnv().reset(seed=3)  # 65 x 65, stored as 64 x 64 in the shards
+    expected = VideoTransform(crop_size=32, training=False)(torch.from_numpy(even_frames(image[None]).copy()))
+    torch.testing.assert_close(image_to_frames(image, size=32)[0], expected)
+    assert image_to_frames(np.stack([image, image]), size=64).shape == (2, 3, 1, 64, 64)
 
 
 def test_goal_energy_final_and_sum():
