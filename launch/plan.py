@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from jepa.checkpoints import load_world_model
-from jepa.planning.mpc import EpisodeResult, LatentCost, MPCAgent, run_episode
+from jepa.planning.mpc import EpisodeResult, MPCAgent, run_episode
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -61,10 +61,7 @@ def save_landscape(agent: MPCAgent, env, path: Path, extent: float, resolution: 
     firsts = torch.cartesian_prod(grid, grid)  # (G*G, 2) as (x, y)
     plans = result.actions.unsqueeze(0).repeat(firsts.size(0), 1, 1)
     plans[:, 0] = agent.planner.bounds.project(firsts)
-    states = None
-    if agent.use_states:
-        states = torch.as_tensor(env.state(), dtype=torch.float32).view(1, 1, -1)
-    cost = LatentCost(agent.world_model, agent.encode(env.observation()), agent._goal, states, agent.p, agent.reduce)
+    cost = agent.cost(env.observation(), env.state())
     energy = torch.cat([cost(chunk) for chunk in plans.split(256)]).view(resolution, resolution)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     image = ax.imshow(energy.T, origin="lower", extent=(-extent, extent, -extent, extent), cmap="viridis")

@@ -167,16 +167,20 @@ class MPCAgent:
         self._goal = self.encode(goal_image)[0, 0]
         self._plan = None
 
-    def plan(
-        self, image: np.ndarray, state: np.ndarray | None, generator: torch.Generator | None = None
-    ) -> PlanResult:
-        """Plans from the current observation; returns the whole (H, A) plan."""
+    def cost(self, image: np.ndarray, state: np.ndarray | None) -> LatentCost:
+        """The energy of action sequences from this observation (and state) toward the goal set by `set_goal`."""
         if self._goal is None:
             raise RuntimeError("call set_goal(goal_image) before planning")
         states = None
         if self.use_states and state is not None:
             states = torch.as_tensor(state, dtype=torch.float32, device=self.device).view(1, 1, -1)
-        cost = LatentCost(self.world_model, self.encode(image), self._goal, states, self.p, self.reduce)
+        return LatentCost(self.world_model, self.encode(image), self._goal, states, self.p, self.reduce)
+
+    def plan(
+        self, image: np.ndarray, state: np.ndarray | None, generator: torch.Generator | None = None
+    ) -> PlanResult:
+        """Plans from the current observation; returns the whole (H, A) plan."""
+        cost = self.cost(image, state)
         init = shift_plan(self._plan, 1) if (self.warm_start and self._plan is not None) else None
         result = self.planner.plan(cost, init, generator)
         self._plan = result.actions.detach().cpu()
