@@ -82,19 +82,16 @@ def plan(cfg: DictConfig) -> dict:
         raise ValueError(f"planner.action_dim={planner.action_dim} but the world model takes {action_dim}-D actions")
     env = instantiate(cfg.env)
     agent = MPCAgent(world_model, planner, world_model.encoder.img_size, device=cfg.device, **cfg.agent)
-    goal_file = load_image(cfg.goal_image) if cfg.goal_image else None
-    if goal_file is not None:  # every episode plans toward the file's image instead of its own goal
-        env_goal_image = env.goal_image
-        env.goal_image = lambda: goal_file
+    goal_file = load_image(cfg.goal_image) if cfg.goal_image else None  # replaces every episode's own goal
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.energy_landscape:
         env.reset(cfg.seed)
-        agent.set_goal(env.goal_image())
+        agent.set_goal(env.goal_image() if goal_file is None else goal_file)
         save_landscape(agent, env, out / "energy_landscape.png", extent=float(planner.bounds.max_norm or 3.0))
     rows = []
     for i in tqdm(range(cfg.episodes), desc=f"planning ({type(planner).__name__})", unit="episode"):
-        result = run_episode(agent, env, cfg.seed + i, cfg.max_env_steps)
+        result = run_episode(agent, env, cfg.seed + i, cfg.max_env_steps, goal_image=goal_file)
         rows.append({"seed": cfg.seed + i, **result.summary()})
         if cfg.save_strips:
             save_strip(result, out / f"episode{i:03d}.png")
@@ -111,7 +108,6 @@ def plan(cfg: DictConfig) -> dict:
         summary["success_rate"] = float(np.mean([r["success"] for r in rows]))
         summary["mean_final_distance"] = float(np.mean([r["final_distance"] for r in rows]))
     else:  # the environment's own goal is not the file's: its distance says nothing
-        env.goal_image = env_goal_image
         for row in rows:
             row.pop("success"), row.pop("final_distance")
     summary["per_episode"] = rows

@@ -181,10 +181,9 @@ class VisionTransformerPredictorAC(nn.Module):
         # new frames see every cached (earlier) frame; among themselves, the block-causal rule
         mask = None
         if T > 1:
-            frame = torch.arange(T, device=z.device).repeat_interleave(self.cond_tokens + self.tokens_per_frame)
+            new = block_causal_mask(T, self.cond_tokens + self.tokens_per_frame, z.device)
             cached = cache[0]["k"].size(2) if "k" in cache[0] else 0
-            seen = torch.ones(len(frame), cached, dtype=torch.bool, device=z.device)
-            mask = torch.cat((seen, frame.unsqueeze(1) >= frame.unsqueeze(0)), dim=1)
+            mask = torch.cat((new.new_ones(new.size(0), cached), new), dim=1)
         for blk, blk_cache in zip(self.predictor_blocks, cache, strict=True):
             x = blk(x, rope, mask, kv_cache=blk_cache)
         return self._output(x, T)

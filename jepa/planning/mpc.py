@@ -197,12 +197,21 @@ class MPCAgent:
 
 
 def run_episode(
-    agent: MPCAgent, env: EnvAdapter, seed: int, max_env_steps: int, stop_on_success: bool = False
+    agent: MPCAgent,
+    env: EnvAdapter,
+    seed: int,
+    max_env_steps: int,
+    stop_on_success: bool = False,
+    goal_image: np.ndarray | None = None,
 ) -> EpisodeResult:
-    """Runs one seeded episode: plan, execute the first planned action, observe, re-plan, until `max_env_steps`."""
+    """Runs one seeded episode: plan, execute the first planned action, observe, re-plan, until `max_env_steps`.
+
+    `goal_image` replaces the episode's own goal image (its success and distance then refer to the env's goal).
+    """
     env.reset(seed)
     generator = torch.Generator().manual_seed(seed)
-    start, goal = env.observation(), env.goal_image()
+    start = env.observation()
+    goal = env.goal_image() if goal_image is None else goal_image
     agent.set_goal(goal)
     steps, plans, plan_seconds, distances = 0, 0, 0.0, [env.distance()]
     t0 = time.perf_counter()

@@ -44,10 +44,11 @@ class ActionConditionedTask(JEPATask):
             latent". Everything before the output layer then gets gradients scaled by its (near-zero) weights: with
             changes as small and noisy as Two Rooms', keep the random init instead (and a small `output_scale`).
         latent_loss: distance between predicted and true layer-normed latents, `(pred, target) -> scalar`:
-            `jepa_l1_loss` (the reference) or `jepa_l2_loss` (mean squared error). L1's gradient has the same size for every element, however small its error: where an action
-            moves a few tokens of a static scene (Two Rooms: 2-4 of 64), the tokens it leaves unchanged, whose tiny
-            residual changes cannot be predicted, drown the few it moves, and the predictor settles on "repeat the
-            last latent" and ignores the actions. L2 weighs each element's pull by its error.
+            `jepa_l1_loss` (the reference) or `jepa_l2_loss` (mean squared error). L1's gradient has the same size
+            for every element, however small its error: where an action moves a few tokens of a static scene (Two
+            Rooms: 2-4 of 64), the tokens it leaves unchanged, whose tiny changes cannot be predicted, drown the few
+            it moves, and the predictor settles on "repeat the last latent" and ignores the actions. L2 weighs each
+            element's pull by its error.
         optimizer, lr_schedule, wd_schedule, ema_schedule: as `JEPATask` (nothing is EMA-updated here).
     """
 
