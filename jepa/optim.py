@@ -7,7 +7,7 @@ streaming loaders have no epochs (and Lightning reports `estimated_stepping_batc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +84,27 @@ class LinearSchedule:
     def __call__(self, step: int) -> float:
         progress = min(step / max(self.total_steps, 1), 1.0)
         return self.start + (self.end - self.start) * progress
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """Piecewise constant: `values[i]` from `milestones[i] * total_steps` on (milestones are increasing fractions,
+    the first 0). E.g. a rollout-length curriculum: values [2, 8], milestones [0.0, 0.5]."""
+
+    values: Sequence[float]
+    milestones: Sequence[float]
+    total_steps: int
+
+    def __post_init__(self) -> None:
+        if len(self.values) != len(self.milestones) or not self.values:
+            raise ValueError(f"StepSchedule needs one value per milestone, got {self.values} and {self.milestones}")
+        if self.milestones[0] != 0 or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"StepSchedule milestones must increase from 0, got {list(self.milestones)}")
+
+    def __call__(self, step: int) -> float:
+        progress = step / max(self.total_steps, 1)
+        pairs = zip(reversed(self.values), reversed(self.milestones), strict=True)
+        return next(value for value, milestone in pairs if progress >= milestone)
 
 
 @torch.no_grad()

@@ -39,7 +39,11 @@ TINY = [
     "ac_predictor.num_heads=2",
     "data.batch_size=4",
     "data.frames_per_clip=4",
-    "model.auto_steps=2",
+    # the curriculum of the experiment, shrunk: 3-frame windows with 1-step rollouts, then 4 frames with 3 steps
+    "model.train_frames.values=[3,4]",
+    "model.train_frames.milestones=[0,0.5]",
+    "model.auto_steps.values=[1,3]",
+    "model.auto_steps.milestones=[0,0.5]",
     "data.num_workers=0",
     "trainer.max_steps=40",
     "trainer.log_every_n_steps=1",
@@ -91,6 +95,8 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
 
     with open(tmp_path / "ac" / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
+    rollout_steps = [float(r["train/rollout_steps"]) for r in rows if r.get("train/rollout_steps")]
+    assert rollout_steps[:10] == [1.0] * 10 and rollout_steps[-10:] == [3.0] * 10
     for key in ("train/loss_tf", "train/loss_rollout"):
         logged = [r for r in rows if r.get(key)]
         first, last = mean_of(logged[:5], key), mean_of(logged[-5:], key)

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.optim import CosineSchedule, LinearSchedule, WarmupConstantCooldown, ema_update, param_groups
+from jepa.optim import (
+    CosineSchedule,
+    LinearSchedule,
+    StepSchedule,
+    WarmupConstantCooldown,
+    ema_update,
+    param_groups,
+)
 
 
 def test_warmup_constant_cooldown():
@@ -19,6 +26,15 @@ def test_constant_and_linear_schedules():
     assert CosineSchedule(0.04, 0.04, 10)(7) == pytest.approx(0.04)
     assert CosineSchedule(1.0, 0.0, 10)(5) == pytest.approx(0.5)
     assert LinearSchedule(0.99, 1.0, 10)(5) == pytest.approx(0.995)
+
+
+def test_step_schedule_holds_each_value_from_its_milestone():
+    schedule = StepSchedule(values=[2, 4, 8], milestones=[0.0, 0.5, 0.75], total_steps=100)
+    assert [schedule(s) for s in (0, 49, 50, 74, 75, 100, 150)] == [2, 2, 4, 4, 8, 8, 8]
+    with pytest.raises(ValueError, match="one value per milestone"):
+        StepSchedule(values=[2, 8], milestones=[0.0], total_steps=100)
+    with pytest.raises(ValueError, match="increase from 0"):
+        StepSchedule(values=[2, 8], milestones=[0.5, 0.2], total_steps=100)
 
 
 def test_no_weight_decay_on_bias_norm_and_mask_tokens():

@@ -216,7 +216,7 @@ def build_shards(
     Args:
         inputs: Folders, globs, files or CSV lists (`list_inputs`).
         out_dir: Output folder (created).
-        settings: Clip encoding (`EncodeSettings` defaults: 8 fps, short side 256, GOP 16, fastdecode).
+        settings: Clip encoding (`EncodeSettings` defaults: 8 fps, short side 256, GOP 8, crf 26, fastdecode).
         files_per_shard: Input files per shard (a split video puts all its clips in its shard).
         workers: Transcoding processes; None = one per CPU.
         label_from_folder: Label files by their class folder (`list_inputs`).

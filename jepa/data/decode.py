@@ -67,12 +67,11 @@ def _open(mp4: bytes) -> av.container.InputContainer:
         raise ValueError(f"cannot open video ({len(mp4)} bytes): {exn}") from exn
 
 
-def _to_rgb(frames: list[av.VideoFrame]) -> torch.Tensor:
+def _to_rgb(frames: list[av.VideoFrame]) -> list[torch.Tensor]:
     # One reformatter (one swscale context) for the whole clip: frame.to_ndarray(format=...) builds a new one per
     # frame, which costs 5-35 ms per clip (PITFALLS 11).
     reformatter = VideoReformatter()
-    arrays = [reformatter.reformat(f, format="rgb24", threads=1).to_ndarray() for f in frames]
-    return torch.from_numpy(np.stack(arrays))
+    return [torch.from_numpy(reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()) for f in frames]
 
 
 def _decode_from_keyframe(
@@ -119,6 +118,19 @@ def decode_clip(
     fps: float | None = None,
     min_frames: int = 1,
 ) -> torch.Tensor:
+    """`decode_clip_frames` stacked: (T, H, W, 3) uint8 RGB (same arguments, randomness and errors)."""
+    return torch.stack(decode_clip_frames(mp4, frames_per_clip, frame_step, generator, fps=fps, min_frames=min_frames))
+
+
+def decode_clip_frames(
+    mp4: bytes,
+    frames_per_clip: int,
+    frame_step: int,
+    generator: torch.Generator,
+    *,
+    fps: float | None = None,
+    min_frames: int = 1,
+) -> list[torch.Tensor]:
     """Decode a random clip of ``frames_per_clip`` frames, ``frame_step`` apart, from an in-memory video.
 
     Frames are counted from the demuxed packets' timestamps, never from the container header (which can be 0 or
@@ -135,7 +147,9 @@ def decode_clip(
         min_frames: Videos with fewer frames raise (and are skipped by the pipeline) instead of being padded.
 
     Returns:
-        (T, H, W, 3) uint8 RGB frames; a short video is padded by repeating its last sampled frame.
+        T frames, each (H, W, 3) uint8 RGB; a short video is padded by repeating its last sampled frame. Frames are
+        not stacked: `VideoTransform` copies only its crop of each frame, instead of a full-frame stack and then
+        the crop (PyAV hands out separate frames anyway).
 
     Raises:
         ValueError: If the bytes do not open as a video, no frame decodes, or the video is shorter than min_frames.
@@ -219,18 +233,21 @@ def decode_clip_torchcodec(
         raise ValueError(f"cannot decode video with torchcodec ({len(mp4)} bytes): {exn}") from exn
 
 
-ClipDecoder = Callable[..., torch.Tensor]
+ClipDecoder = Callable[..., torch.Tensor | list[torch.Tensor]]
 
 
 def clip_decoder(name: str) -> ClipDecoder:
     """The clip decoding function for ``name``: ``"pyav"`` (default, always installed) or ``"torchcodec"``.
+
+    It returns the clip as `VideoTransform` takes it: a list of T (H, W, 3) frames (PyAV) or one (T, H, W, 3)
+    tensor (torchcodec decodes into one).
 
     Raises:
         ImportError: For ``"torchcodec"`` when it is not installed or finds no FFmpeg (checked here, not per clip).
         ValueError: For another name.
     """
     if name == "pyav":
-        return decode_clip
+        return decode_clip_frames
     if name == "torchcodec":
         _torchcodec_decoder_class()
         return decode_clip_torchcodec

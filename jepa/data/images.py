@@ -44,14 +44,14 @@ class ImageClipDataset(VideoClipDataset):
     def _decode(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         image_key = next((k for k in IMAGE_KEYS if k in sample), None)
         if image_key is not None:
-            frame = decode_clip(sample[image_key], 1, 1, generator)  # (1, H, W, 3); draws like a video's start
+            frame = decode_clip(sample[image_key], 1, 1, generator)[0]  # (H, W, 3); draws like a video's start
         elif "mp4" in sample:
-            frame = self._decode_clip(sample["mp4"], 1, 1, generator)  # one frame, uniform over the video
+            frame = self._decode_clip(sample["mp4"], 1, 1, generator)[0]  # one frame, uniform over the video
         else:
             members = sorted(k for k in sample if not k.startswith("__"))
             raise ValueError(f"no image ({'/'.join(IMAGE_KEYS)}) and no mp4: sample has {members}")
         meta = json.loads(sample["json"]) if "json" in sample else {}
-        frames = frame.expand(self.frames_per_clip, -1, -1, -1)  # (T, H, W, 3), a view: the transform copies
+        frames = [frame] * self.frames_per_clip  # T references: the transform copies only their crop
         label = meta.get("label")
         return {
             "video": self.transform(frames, generator),  # (3, T, S, S)

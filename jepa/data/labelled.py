@@ -25,7 +25,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from jepa.data.decode import decode_clip
+from jepa.data.decode import decode_clip, decode_clip_frames
 from jepa.data.pipeline import (
     SAMPLES,
     SHARDS,
@@ -162,7 +162,7 @@ class LabelledClipDataset(IterableDataset):
     def _views(self, mp4: bytes, generator: torch.Generator) -> torch.Tensor:
         """(V, 3, T, S, S) views of one video."""
         if self.transform.training:
-            frames = decode_clip(mp4, self.frames_per_clip, self.frame_step, generator)
+            frames = decode_clip_frames(mp4, self.frames_per_clip, self.frame_step, generator)
             return self.transform(frames, generator).unsqueeze(0)
         # All frames at once (a clip spanning the whole video starts at 0): each eval clip is then a cheap index.
         frames = decode_clip(mp4, count_frames(mp4), 1, generator)

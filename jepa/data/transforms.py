@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -95,17 +96,19 @@ class VideoTransform:
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1) / std_t
 
-    def __call__(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, frames: torch.Tensor | Sequence[torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Transform one clip.
 
         Args:
-            frames: (T, H, W, 3) uint8 RGB.
+            frames: (T, H, W, 3) uint8 RGB, or T frames of (H, W, 3) (only the crop of each is then copied).
             generator: Source of the crop box and flip; required in training mode, unused in eval mode.
 
         Returns:
             (3, T, S, S) float32, normalised (uint8 with ``normalize=False``).
         """
-        _, height, width, _ = frames.shape
+        height, width = frames[0].shape[:2]
         flip = False
         if self.training:
             if generator is None:
@@ -121,16 +124,31 @@ class VideoTransform:
             top, left, h, w = (height - side) // 2, (width - side) // 2, side, side
         # Resize in uint8 on the channels-last view (torch's fast CPU path, a quarter of the memory traffic of float),
         # then convert, normalise and lay out (3, T, S, S) in one write: 3x cheaper than resizing in float.
-        x = frames[:, top : top + h, left : left + w].permute(0, 3, 1, 2)  # (T, 3, h, w) uint8, channels last
+        if isinstance(frames, torch.Tensor):
+            x = frames[:, top : top + h, left : left + w]
+        else:  # stacking the crops is the one copy (dense: interpolate's fast channels-last path below)
+            x = torch.stack([frame[top : top + h, left : left + w] for frame in frames])
+        x = x.permute(0, 3, 1, 2)  # (T, 3, h, w) uint8, channels last
         if (h, w) != (self.crop_size, self.crop_size):
             # a crop of a wider frame is a strided view, which sends interpolate down a generic path 3x slower than
             # its dense channels-last kernel; the copy costs a tenth of what it saves (and the output is identical)
             x = x.contiguous(memory_format=torch.channels_last)
             x = F.interpolate(x, size=(self.crop_size, self.crop_size), mode="bilinear", align_corners=False)
-        if flip:
-            x = x.flip(-1)
-        x = x.permute(1, 0, 2, 3).contiguous()  # (3, T, S, S) uint8: the layout change on a quarter of the bytes
+        x = self._planar(x, flip)  # (3, T, S, S) uint8: the layout change on a quarter of the bytes
         return self.normalize(x) if self.normalize_output else x
+
+    @staticmethod
+    def _planar(x: torch.Tensor, flip: bool) -> torch.Tensor:
+        """(T, 3, S, S) channels-last uint8 -> (3, T, S, S) contiguous, mirrored along W when `flip`.
+
+        On CPU numpy does the de-interleave and the flip in one copy, 2x faster than torch's permute-contiguous
+        (0.7 vs 1.5 ms for 16 x 224 x 224) plus a separate flip.
+        """
+        if x.device.type != "cpu":
+            x = x.flip(-1) if flip else x
+            return x.permute(1, 0, 2, 3).contiguous()
+        planar = x.permute(1, 0, 2, 3).numpy()  # a view with the same strides
+        return torch.from_numpy(np.ascontiguousarray(planar[..., ::-1] if flip else planar))
 
     def normalize(self, video: torch.Tensor) -> torch.Tensor:
         """(3, T, S, S) or (B, 3, T, S, S) uint8 RGB -> float32 normalised, on the input's device."""

@@ -37,7 +37,13 @@ class ActionConditionedTask(JEPATask):
         predictor: `VisionTransformerPredictorAC` (its `embed_dim` is the encoder's).
         encoder_checkpoint: our pretraining `.ckpt` or a released V-JEPA 2 `.pt`; None keeps `encoder` as given.
         which: "target" (EMA) or "context" encoder of the checkpoint.
-        auto_steps: frames predicted auto-regressively for the rollout loss (vjepa2 default 2).
+        auto_steps: frames predicted auto-regressively for the rollout loss (vjepa2 default 2), or a schedule
+            `step -> frames` (e.g. `jepa.optim.StepSchedule`): a curriculum that first learns short rollouts, whose
+            errors are small enough to carry the action signal, then long ones (Two Rooms, BENCHMARKS.md). Capped
+            by the window: at most T - 1.
+        train_frames: frames of each window trained on (the first ones), or a schedule `step -> frames`; None =
+            the whole window. With `auto_steps` as a schedule this makes a curriculum: short windows and rollouts
+            first (cheap steps, and errors small enough to carry the action signal), then long ones.
         integrate_states: rollouts advance states by the actions (see `ACWorldModel`).
         residual: predict latent changes (see `ACWorldModel`).
         zero_init_residual: with `residual`, start the output projection at zero, i.e. from "repeat the last
@@ -62,7 +68,8 @@ class ActionConditionedTask(JEPATask):
         ema_schedule: Schedule,
         encoder_checkpoint: str | None = None,
         which: str = "target",
-        auto_steps: int = 2,
+        auto_steps: int | Schedule = 2,
+        train_frames: int | Schedule | None = None,
         integrate_states: bool = True,
         residual: bool = False,
         zero_init_residual: bool = True,
@@ -79,6 +86,7 @@ class ActionConditionedTask(JEPATask):
         self.encoder_checkpoint = encoder_checkpoint
         self.which = which
         self.auto_steps = auto_steps
+        self.train_frames = train_frames
         self._encoder_loaded = encoder_checkpoint is None
 
     def configure_model(self) -> None:
@@ -89,6 +97,29 @@ class ActionConditionedTask(JEPATask):
             raise FileNotFoundError(f"encoder checkpoint not found: {self.encoder_checkpoint}; {ENCODER_HINT}")
         load_encoder(self.encoder_checkpoint, which=self.which, encoder=self.encoder, freeze=True)
         self._encoder_loaded = True
+
+    def _scheduled(self, value: int | Schedule) -> int:
+        return max(1, round(value(self.global_step))) if callable(value) else value
+
+    def rollout_steps(self) -> int:
+        """Frames of this step's rollout loss (`auto_steps`, or its schedule at the current step)."""
+        return self._scheduled(self.auto_steps)
+
+    def window(self, batch: dict) -> dict:
+        """The batch cut to this step's `train_frames` (video (B, C, T, H, W), actions (B, T - 1, A), states)."""
+        if self.train_frames is None:
+            return batch
+        T = max(2, self._scheduled(self.train_frames))
+        if T > batch["video"].size(2):
+            raise ValueError(
+                f"train_frames={T} needs windows of at least {T} frames, the data gives {batch['video'].size(2)}: "
+                f"raise data.frames_per_clip to {T}"
+            )
+        return {
+            "video": batch["video"][:, :, :T],
+            "actions": batch["actions"][:, : T - 1],
+            "states": batch["states"][:, :T],
+        }
 
     @property
     def world_model(self) -> ACWorldModel:
@@ -109,9 +140,10 @@ class ActionConditionedTask(JEPATask):
         return self
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        batch = self.window(batch)
         z = self.world_model.encode(batch["video"])  # (B, T, N, D), no grad
         actions, states = batch["actions"], batch["states"]
-        steps = min(self.auto_steps, z.size(1) - 1)
+        steps = min(self.rollout_steps(), z.size(1) - 1)
 
         z_tf = self.world_model.step(z[:, :-1], actions, states[:, :-1])
         loss_tf = self.latent_loss(z_tf, z[:, 1:])
@@ -119,9 +151,9 @@ class ActionConditionedTask(JEPATask):
         loss_ar = self.latent_loss(z_ar, z[:, 1 : steps + 1])
         loss = loss_tf + loss_ar
 
-        self.log_dict(
-            {"train/loss": loss, "train/loss_tf": loss_tf, "train/loss_rollout": loss_ar}, on_step=True, prog_bar=False
-        )
+        metrics = {"train/loss": loss, "train/loss_tf": loss_tf, "train/loss_rollout": loss_ar}
+        metrics["train/rollout_steps"] = float(steps)
+        self.log_dict(metrics, on_step=True, prog_bar=False)
         self.log("loss", loss, prog_bar=True, logger=False)
         return loss
 

@@ -58,6 +58,17 @@ def test_eval_is_center_crop_of_short_side():
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_list_of_frames_gives_the_same_clip_as_the_stacked_tensor(training):
+    # PyAV's decoder hands over separate frames so that only their crops are copied; the result must not change
+    transform = VideoTransform(crop_size=24, training=training, normalize=False)
+    clip = random_clip(frames=6, height=48, width=90)
+    for seed in range(8):
+        stacked = transform(clip, torch.Generator().manual_seed(seed))
+        listed = transform(list(clip.unbind(0)), torch.Generator().manual_seed(seed))
+        assert torch.equal(stacked, listed)
+
+
 def test_training_requires_generator():
     with pytest.raises(ValueError, match="Generator"):
         VideoTransform(crop_size=8)(random_clip())
