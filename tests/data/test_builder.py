@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -124,6 +125,22 @@ def test_shards_read_back_with_shapes_labels_and_metadata(built):
         ramp = by_source[os.path.join("ramps", f"ramp.{ext}")]
         frames = 17 if ext == "mpg" else 16  # MPEG-PS timestamps put the last frame 1/24 s later
         assert (ramp["n_frames"], ramp["height"], ramp["width"], ramp["label"]) == (frames, 32, 32, 2), ext
+
+
+def test_street_clip_has_a_keyframe_every_gop_frames_and_no_b_frames(built):
+    # the random-clip decode cost rests on this layout (PITFALLS 11): ~gop/2 frames decoded before a clip starts
+    out, _ = built
+    import webdataset as wds
+
+    samples = wds.WebDataset(str(out / "shard-{000000..000002}.tar"), shardshuffle=False)
+    mp4 = next(s["mp4"] for s in samples if json.loads(s["json"])["source"].endswith("bikes.mp4"))
+    with av.open(io.BytesIO(mp4)) as container:
+        packets = [p for p in container.demux(video=0) if p.size > 0]
+    keyframes = [i for i, p in enumerate(packets) if p.is_keyframe]
+    assert SMALL.gop == EncodeSettings().gop == 8
+    gaps = [b - a for a, b in zip(keyframes, [*keyframes[1:], len(packets)], strict=True)]
+    assert keyframes[0] == 0 and max(gaps) <= 8 and len(packets) == 80, (keyframes, len(packets))
+    assert [p.pts for p in packets] == sorted(p.pts for p in packets)  # decode order = display order: no B-frames
 
 
 def test_resampling_keeps_every_third_frame_of_24fps(sources):
