@@ -43,11 +43,14 @@ def main() -> None:
     dm.setup()
     errors = rollout_errors(wm, dm.train_dataloader(), args.horizon, args.num_windows)
     print(f"{errors['windows']} held-out windows, frame step {args.frame_step}, {time.perf_counter() - start:.0f} s\n")
-    print("| step | true actions | shuffled actions | repeat last | model / shuffled | model / repeat |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| step | true actions | shuffled actions | repeat last | model / shuffled | model / repeat | gap to the "
+          "better baseline / its standard error |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for h in range(args.horizon):
         m, s, r = errors["model"][h], errors["shuffled_actions"][h], errors["repeat_last"][h]
-        print(f"| {h + 1} | {m:.4f} | {s:.4f} | {r:.4f} | {m / s:.2f} | {m / r:.2f} |")
+        se = errors["se_model_vs_shuffled"][h] if s < r else errors["se_model_vs_repeat"][h]
+        z = (min(s, r) - m) / se if se > 0 else float("inf")
+        print(f"| {h + 1} | {m:.4f} | {s:.4f} | {r:.4f} | {m / s:.2f} | {m / r:.2f} | {z:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(errors, f, indent=2)

@@ -120,6 +120,7 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     errors = rollout_errors(wm, dm.train_dataloader(), horizon=3, num_windows=8)
     assert errors["windows"] == 8
     assert all(len(errors[k]) == 3 for k in ("model", "shuffled_actions", "repeat_last"))
+    assert all(len(errors[k]) == 3 and min(errors[k]) > 0 for k in ("se_model_vs_shuffled", "se_model_vs_repeat"))
 
     # the CLI's evaluation writes the JSON and the plot
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

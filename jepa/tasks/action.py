@@ -177,10 +177,14 @@ def rollout_errors(
         seed: seed of the action shuffles.
 
     Returns:
-        `{"model": [H], "shuffled_actions": [H], "repeat_last": [H], "windows": int}`.
+        `{"model": [H], "shuffled_actions": [H], "repeat_last": [H], "windows": int}` plus the standard errors of
+        the paired per-window differences, `"se_model_vs_shuffled"` and `"se_model_vs_repeat"` ([H] each): the
+        model is clearly better than a baseline at step h when the gap is many of them.
     """
     generator = torch.Generator().manual_seed(seed)
     sums = {name: torch.zeros(horizon, dtype=torch.float64) for name in ("model", "shuffled_actions", "repeat_last")}
+    baselines = {"shuffled_actions": "se_model_vs_shuffled", "repeat_last": "se_model_vs_repeat"}
+    gap_sums = {name: torch.zeros(2, horizon, dtype=torch.float64) for name in baselines}  # sum of d and of d^2
     seen = 0
     for batch in batches:
         video, actions, states = batch["video"], batch["actions"][:, :horizon], batch["states"][:, :1]
@@ -195,11 +199,20 @@ def rollout_errors(
             "shuffled_actions": world_model.rollout(z[:, :1], actions[perm], states),
             "repeat_last": z[:, :1].expand_as(target),
         }
-        for name, pred in preds.items():
-            sums[name] += (pred - target).abs().mean(dim=(2, 3)).sum(0).double()
+        per_window = {name: (pred - target).abs().mean(dim=(2, 3)).double() for name, pred in preds.items()}  # (B, H)
+        for name, errors in per_window.items():
+            sums[name] += errors.sum(0)
+        for name in baselines:
+            gap = per_window["model"] - per_window[name]
+            gap_sums[name] += torch.stack((gap.sum(0), gap.square().sum(0)))
         seen += B
         if seen >= num_windows:
             break
     if seen == 0:
         raise ValueError("no evaluation windows: the data gave no batch")
-    return {**{name: (s / seen).tolist() for name, s in sums.items()}, "windows": seen}
+    errors = {name: (total / seen).tolist() for name, total in sums.items()}
+    for name, key in baselines.items():
+        mean, mean_square = gap_sums[name] / seen
+        variance = (mean_square - mean.square()).clamp_min(0) * seen / max(seen - 1, 1)
+        errors[key] = (variance / seen).sqrt().tolist()
+    return {**errors, "windows": seen}
