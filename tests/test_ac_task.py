@@ -165,3 +165,9 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
         "episodes=1", "max_env_steps=4", f"goal_image={tmp_path / 'goal.png'}", f"output_dir={tmp_path / 'f'}"
     )
     assert "success_rate" not in summary and summary["per_episode"][0]["env_steps"] == 4
+
+
+def test_curriculum_longer_than_the_windows_is_one_clear_error(tmp_path, encoder_ckpt):
+    overrides = [f"model.encoder_checkpoint={encoder_ckpt}", "model.train_frames.values=[3,6]", "trainer.max_steps=4"]
+    with pytest.raises(ValueError, match=r"train_frames=6 needs windows of at least 6 frames.*frames_per_clip to 6"):
+        run(tmp_path / "ac", tmp_path / "data", *overrides)
