@@ -1,4 +1,4 @@
-"""Environment adapters for `jepa.planning.mpc`: Two Rooms (embedded)."""
+"""Environment adapters for `jepa.planning.mpc`: Two Rooms (embedded) and PointMaze (optional install)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,46 @@ class TwoRoomsAdapter:
 
     def step(self, action: np.ndarray) -> None:
         self._obs, _, _, _, self.info = self.env.step(action)
+
+    def distance(self) -> float:
+        return float(self.info["distance"])
+
+    def success(self) -> bool:
+        return bool(self.info["success"])
+
+
+class PointMazeAdapter:
+    """`EnvAdapter` over `TopDownPointMaze` (gymnasium-robotics PointMaze from above, goal marker hidden).
+
+    The state is the ball's (x, y, vx, vy) in maze units; actions are the environment's 2-D forces in [-1, 1] (not
+    displacements: train the world model with `model.integrate_states=false`).
+
+    Args:
+        maze: "UMaze", "Medium" or "Large".
+        size: rendered image side in pixels.
+    """
+
+    def __init__(self, maze: str = "UMaze", size: int = 64) -> None:
+        from jepa.envs.point_maze import TopDownPointMaze
+
+        self.env = TopDownPointMaze(maze, size)
+        self.info: dict = {}
+        self._obs: np.ndarray | None = None
+
+    def reset(self, seed: int) -> None:
+        self._obs, self.info = self.env.reset(seed)
+
+    def observation(self) -> np.ndarray:
+        return self._obs
+
+    def goal_image(self) -> np.ndarray:
+        return self.env.goal_image()
+
+    def state(self) -> np.ndarray:
+        return np.concatenate([self.info["position"], self.info["velocity"]]).astype(np.float32)
+
+    def step(self, action: np.ndarray) -> None:
+        self._obs, self.info = self.env.step(action)
 
     def distance(self) -> float:
         return float(self.info["distance"])
