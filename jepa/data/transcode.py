@@ -23,7 +23,7 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".webm", ".avi", ".mkv", ".mov", ".mpg", ".m
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How clips are written: the builder's defaults give ~90 clips/s per worker for 16-frame clips (BENCHMARKS.md).
+    """How clips are written: the builder's defaults give ~86 clips/s per worker for 16-frame clips (BENCHMARKS.md).
 
     Args:
         fps: Output frame rate; store at the rate you sample at (then ``frame_step`` 1-2), not at 30 fps.
@@ -32,8 +32,9 @@ class EncodeSettings:
         clip_seconds: Split videos into clips of this length (the last one may be shorter); None keeps them whole.
         min_seconds: Clips shorter than this are dropped (a whole video shorter than it is reported as skipped).
         gop: Keyframe interval in frames; a random clip decodes about gop/2 extra frames.
-        crf: x264 constant rate factor (x264's default is 23). 26 with GOP 8 decodes 16-frame clips ~25% faster
-            than 23 with GOP 16 at 19% fewer bytes, for 1.5 dB PSNR (38.8 vs 40.3 dB on real footage; BENCHMARKS.md).
+        crf: x264 constant rate factor (x264's default is 23). 26 with GOP 8 gives ~20% more 16-frame clips/s
+            per worker than 23 with GOP 16 (85.7 vs 71.2), 19% fewer bytes, for 1.5 dB PSNR (38.8 vs 40.3 dB on
+            real footage; BENCHMARKS.md).
         preset: x264 speed preset.
         min_duration_fraction: A video whose decoded duration is below this fraction of its header's is truncated.
     """
