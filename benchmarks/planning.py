@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from jepa.checkpoints import load_world_model
+from jepa.checkpoints import load_energy_head, load_world_model
 from jepa.envs.two_rooms import EPISODE_STEPS, MAX_STEP, DoorOracle
 from jepa.planning.adapters import TwoRoomsAdapter
 from jepa.planning.mpc import MPCAgent, run_episode
@@ -71,6 +71,12 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.002)
     parser.add_argument("--action-repeat", type=int, default=4, help="environment steps per planned action")
     parser.add_argument("--reduce", default="sum", choices=("sum", "final"))
+    parser.add_argument(
+        "--energy-head", default=None, help="a `launch/train_energy_head.py` checkpoint: plan on its embeddings"
+    )
+    parser.add_argument(
+        "--latent-weight", type=float, default=0.0, help="with --energy-head: add this times the raw latent energy"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="append the JSON lines here")
     args = parser.parse_args()
@@ -78,6 +84,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     world_model = load_world_model(args.checkpoint)
+    energy_head = load_energy_head(args.energy_head) if args.energy_head else None
     learned = planners(args)
     rows = []
     for layout in args.layouts.split(","):
@@ -93,6 +100,8 @@ def main() -> None:
                         args.action_repeat,
                         max_env_action_norm=MAX_STEP,
                         reduce=args.reduce,
+                        energy_head=energy_head,
+                        latent_weight=args.latent_weight,
                     )
                     result = run_episode(agent, env, seed, EPISODE_STEPS)
                     episodes.append({**result.summary()})

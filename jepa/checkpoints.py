@@ -386,3 +386,20 @@ def load_world_model(
         modules = load_released_ac(ckpt, **released_kwargs)
         encoder, predictor = modules["encoder"], modules["predictor"]
     return ACWorldModel(encoder, predictor, integrate_states, residual).eval().requires_grad_(False)
+
+
+def load_energy_head(path_or_checkpoint: str | Path | Mapping[str, Any]) -> nn.Module:
+    """The `LatentEnergyHead` (frozen, eval) of an `EnergyHeadTask` training `.ckpt` (`+experiment=tworooms_energy`)."""
+    from jepa.models.energy_head import LatentEnergyHead
+
+    ckpt = _load(path_or_checkpoint)
+    kwargs = ckpt.get("module_kwargs", {}).get("energy_head") if "state_dict" in ckpt else None
+    if kwargs is None:
+        raise KeyError(
+            f"{path_or_checkpoint} is not an energy-head checkpoint (no energy_head kwargs): train one with "
+            "`python launch/train_energy_head.py checkpoint=AC_CKPT`"
+        )
+    head = LatentEnergyHead(**kwargs)
+    state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
+    load_state_dict_strict(head, {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}, "head")
+    return head.eval().requires_grad_(False)

@@ -1,4 +1,5 @@
-"""Loss functions (pure, shape-documented): V-JEPA 2's masked L1 and V-JEPA 2.1's dense loss.
+"""Loss functions (pure, shape-documented): V-JEPA 2's masked L1, V-JEPA 2.1's dense loss, and
+the slow-feature loss of the planning-energy head.
 
 V-JEPA 2.1 (vjepa2 `app/vjepa_2_1/train.py`) adds to the masked-token L1 a loss on the visible (context) tokens:
 
@@ -41,6 +42,41 @@ def jepa_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
 def jepa_l2_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
     """Mean squared error over every element (an alternative to `jepa_l1_loss` for sparse latent changes)."""
     return (z_pred - z_tgt).square().mean()
+
+
+def slow_feature_loss(
+    h: torch.Tensor,
+    sim_coeff: float = 12.0,
+    std_coeff: float = 16.0,
+    cov_coeff: float = 8.0,
+    std_target: float = 1.0,
+    eps: float = 1e-4,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Time similarity plus VICReg variance-covariance on trajectory embeddings (eb_jepa's planning regularisers).
+
+    loss = sim_coeff * mean_t ||h_t+1 - h_t||^2 + std_coeff * mean_j relu(std_target - std_j) + cov_coeff * mean_{i!=j}
+    C_ij^2, with std and covariance C over every (sample, time) embedding of the batch. The first term pulls
+    consecutive frames together, the other two keep the embeddings spread and decorrelated (no collapse).
+    Defaults are eb_jepa's `ac_video_jepa` coefficients (12, 16, 8).
+
+    Args:
+        h: (B, T, K) embeddings of B trajectories of T consecutive frames (T >= 2).
+
+    Returns:
+        The loss and its parts `{"sim", "std", "cov"}` (unweighted).
+    """
+    if h.dim() != 3 or h.size(1) < 2:
+        raise ValueError(f"slow_feature_loss needs (B, T >= 2, K) embeddings, got {tuple(h.shape)}")
+    sim = (h[:, 1:] - h[:, :-1]).square().sum(-1).mean()
+    flat = h.flatten(0, 1)
+    flat = flat - flat.mean(0)
+    std = torch.sqrt(flat.var(0) + eps)
+    std_loss = F.relu(std_target - std).mean()
+    K = flat.size(1)
+    cov = flat.T @ flat / (flat.size(0) - 1)
+    cov_loss = (cov.square().sum() - cov.diagonal().square().sum()) / (K * (K - 1))
+    loss = sim_coeff * sim + std_coeff * std_loss + cov_coeff * cov_loss
+    return loss, {"sim": sim, "std": std_loss, "cov": cov_loss}
 
 
 def weighted_l1_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

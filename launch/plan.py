@@ -3,7 +3,9 @@
 Runs seeded episodes in the configured environment (Two Rooms by default): encode the goal image, plan with CEM or
 MPPI on the world model's latents, execute the first planned action, observe, re-plan. Writes `results.json` (success
 rate, final true distance, seconds per plan and per episode, one row per episode), an image strip per episode
-(start | goal | reached) and, with `energy_landscape=true`, the energy over a grid of first actions.
+(start | goal | reached) and, with `energy_landscape=true`, the energy over a grid of first actions. With
+`energy_head=PATH` (`launch/train_energy_head.py`) the energy is the distance of the predicted latents' embeddings
+to the goal's instead of the raw latent distance.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from jepa.checkpoints import load_world_model
+from jepa.checkpoints import load_energy_head, load_world_model
 from jepa.planning.mpc import EpisodeResult, MPCAgent, run_episode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +83,10 @@ def plan(cfg: DictConfig) -> dict:
     if planner.action_dim != action_dim:
         raise ValueError(f"planner.action_dim={planner.action_dim} but the world model takes {action_dim}-D actions")
     env = instantiate(cfg.env)
-    agent = MPCAgent(world_model, planner, world_model.encoder.img_size, device=cfg.device, **cfg.agent)
+    energy_head = load_energy_head(cfg.energy_head) if cfg.energy_head else None
+    agent = MPCAgent(
+        world_model, planner, world_model.encoder.img_size, device=cfg.device, energy_head=energy_head, **cfg.agent
+    )
     goal_file = load_image(cfg.goal_image) if cfg.goal_image else None  # replaces every episode's own goal
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +102,7 @@ def plan(cfg: DictConfig) -> dict:
             save_strip(result, out / f"episode{i:03d}.png")
     summary = {
         "checkpoint": str(cfg.checkpoint),
+        "energy_head": cfg.energy_head,
         "planner": OmegaConf.to_container(cfg.planner),
         "agent": OmegaConf.to_container(cfg.agent),
         "episodes": len(rows),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from jepa.checkpoints import load_world_model
+from jepa.checkpoints import load_energy_head, load_world_model
 from jepa.data.trajectories import TrajectoryDataModule
 from jepa.models.vit import VisionTransformer
 from jepa.tasks.action import rollout_errors
@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO / "launch"))
 import eval_world_model  # noqa: E402
 import plan as plan_launcher  # noqa: E402
 import train as train_launcher  # noqa: E402
+import train_energy_head as energy_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 
@@ -156,6 +157,35 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     assert summary["mean_final_distance"] == saved["mean_final_distance"]
     for name in ("episode000.png", "episode001.png", "energy_landscape.png"):
         assert (tmp_path / "plan" / name).stat().st_size > 500, name
+    # a planning-energy head on the AC model's frozen encoder (fixed-wall windows, cached), then planning through it
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "energy_head",
+            overrides=[
+                f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
+                f"data.embedded_dir={tmp_path / 'data_fixed'}",
+                *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
+                "data.frames_per_clip=4",
+                "data.frame_step=2",
+                "num_windows=8",
+                "steps=20",
+                "batch_size=4",
+                "head.hidden_dim=32",
+                "head.out_dim=8",
+                f"output_dir={tmp_path / 'energy'}",
+            ],
+        )
+    energy_launcher.run(cfg)
+    head = load_energy_head(tmp_path / "energy" / "energy_head.ckpt")
+    assert head.num_tokens == 16 and head.embed_dim == 48  # 32 px frames, 8 px patches, the tiny encoder's width
+    summary = plan(
+        "episodes=1",
+        "max_env_steps=8",
+        f"energy_head={tmp_path / 'energy' / 'energy_head.ckpt'}",
+        f"output_dir={tmp_path / 'plan_head'}",
+    )
+    assert summary["energy_head"].endswith("energy_head.ckpt") and summary["per_episode"][0]["plans"] == 2
+
     import matplotlib.image
 
     from jepa.envs.two_rooms import TwoRoomsEnv

@@ -254,7 +254,7 @@ def clip_decoder(name: str) -> ClipDecoder:
     raise ValueError(f"unknown video decoder {name!r}; use 'pyav' or 'torchcodec'")
 
 
-def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18) -> bytes:
+def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18, lossless: bool = False) -> bytes:
     """Encode RGB frames to an H.264 mp4 laid out for fast random-clip decoding.
 
     libx264 (bundled in PyAV's wheels), yuv420p, a keyframe every ``gop`` frames (``-g -keyint_min``, no scene-cut
@@ -266,6 +266,10 @@ def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18) ->
         fps: Frame rate written in the container.
         gop: Keyframe interval in frames.
         crf: x264 constant rate factor (lower = closer to the input; 18 is visually lossless).
+        lossless: encode RGB exactly instead (libx264rgb, qp 0; `crf` unused). For rendered simulator frames, whose
+            small coloured objects yuv420p's chroma subsampling smears: the frames a model trains on then equal
+            the renders it plans from (Two Rooms: lossy frames moved the encoder's latents 7x more than one step of
+            the agent does). Small frames only: the files are several times larger.
 
     Returns:
         The mp4 file as bytes.
@@ -281,8 +285,11 @@ def encode_mp4(frames: np.ndarray, fps: int, *, gop: int = 16, crf: int = 18) ->
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "tune": "fastdecode"}
-        stream = container.add_stream("libx264", rate=fps, options={**options, "crf": str(crf), "preset": "fast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        codec, quality, pix_fmt = (
+            ("libx264rgb", {"qp": "0"}, "rgb24") if lossless else ("libx264", {"crf": str(crf)}, "yuv420p")
+        )
+        stream = container.add_stream(codec, rate=fps, options={**options, **quality, "preset": "fast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.codec_context.time_base = Fraction(1, fps)
         stream.codec_context.thread_count = 1  # writers run one clip per process; threads would oversubscribe
         for i, array in enumerate(frames):

@@ -32,7 +32,7 @@ from jepa.data.pipeline import VideoClipDataset
 from jepa.data.shards import write_shards
 from jepa.data.transforms import VideoTransform
 from jepa.envs.random_walk import crossed_door, random_walk
-from jepa.envs.two_rooms import Layout
+from jepa.envs.two_rooms import Layout, sample_layout
 
 EPISODE_KEYS = ("frames", "actions", "states")
 MANIFEST = "manifest.json"
@@ -50,7 +50,13 @@ def even_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def trajectory_sample(
-    key: str, frames: np.ndarray, actions: np.ndarray, states: np.ndarray, fps: int = 10, **meta: Any
+    key: str,
+    frames: np.ndarray,
+    actions: np.ndarray,
+    states: np.ndarray,
+    fps: int = 10,
+    lossless: bool = False,
+    **meta: Any,
 ) -> dict[str, Any]:
     """One shard sample from an episode (see the module docstring for the format).
 
@@ -60,6 +66,7 @@ def trajectory_sample(
         actions: (T, A) or (T - 1, A).
         states: (T, S).
         fps: control frequency written into the mp4 and json.
+        lossless: exact RGB frames (`encode_mp4(lossless=True)`), for rendered simulator frames.
         **meta: extra json fields (source, layout, ...).
 
     Raises:
@@ -92,7 +99,7 @@ def trajectory_sample(
     }
     return {
         "__key__": key,
-        "mp4": encode_mp4(frames, fps),
+        "mp4": encode_mp4(frames, fps, lossless=lossless),
         "actions.npy": _npy(actions),
         "states.npy": _npy(states),
         "json": info,
@@ -178,7 +185,8 @@ class TrajectoryWindowDataset(VideoClipDataset):
     seeding and skip accounting as `VideoClipDataset`).
 
     Yields:
-        `{"video": (3, T, S, S), "actions": (T - 1, A), "states": (T, S), "key": str}`.
+        `{"video": (3, T, S, S), "actions": (T - 1, A), "states": (T, S), "scene": int, "key": str}`; `scene` is
+        the episode json's `scene` id (episodes recorded in the same static scene), -1 where it has none.
     """
 
     def _decode(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
@@ -195,6 +203,7 @@ class TrajectoryWindowDataset(VideoClipDataset):
             "video": self.transform(frames, generator),
             "actions": torch.from_numpy(window_actions(actions, indices)).float(),
             "states": torch.from_numpy(states[indices]).float(),
+            "scene": int(json.loads(sample["json"]).get("scene", -1)) if "json" in sample else -1,
             "key": sample.get("__key__", "?"),
         }
 
@@ -208,13 +217,23 @@ def make_two_rooms_shards(
     episodes_per_shard: int = 64,
     seed: int = 0,
     progress: bool = True,
+    episodes_per_layout: int = 1,
+    lossless: bool = False,
 ) -> dict[str, list[str]]:
     """Generates random-walk Two Rooms trajectories into `out_dir/{train,val}/shard-*.tar` (manifest written last).
 
     Frames are 64x64 (the env's 65x65 minus its last row/column), actions are 2-D displacements in px, states the
-    (x, y) position in px. Returns `{"train": paths, "val": paths}`.
+    (x, y) position in px. Each episode's json holds its `layout` and a `scene` id shared by the episodes of one
+    layout: with `episodes_per_layout` > 1 consecutive episodes walk in the same random layout (what the planning
+    energy head trains on, batched by scene). `lossless` stores the frames exactly (`encode_mp4`).
+    Returns `{"train": paths, "val": paths}`.
     """
     settings = dict(num_train=num_train, num_val=num_val, steps=steps, fixed_layout=fixed_layout, seed=seed)
+    # keys added later stay out of the manifest at their defaults, so older manifests still match
+    if episodes_per_layout != 1:
+        settings["episodes_per_layout"] = episodes_per_layout
+    if lossless:
+        settings["lossless"] = True
     manifest_path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)
@@ -224,13 +243,24 @@ def make_two_rooms_shards(
 
     def samples(count: int, split: str) -> Iterator[dict[str, Any]]:
         nonlocal crossings
+        shared = None
         for i in range(count):
-            walk = random_walk(rng, steps, fixed_layout)
+            if episodes_per_layout > 1 and i % episodes_per_layout == 0:
+                shared = sample_layout(rng, fixed_layout)
+            walk = random_walk(rng, steps, fixed_layout, layout=shared)
             crossings += crossed_door(walk["states"], Layout(*walk["layout"]))
             layout = [int(v) for v in walk["layout"]]
+            scene = 0 if fixed_layout else i // episodes_per_layout
             bar.update()
             yield trajectory_sample(
-                f"{split}{i:06d}", walk["frames"], walk["actions"], walk["states"], source="two_rooms", layout=layout
+                f"{split}{i:06d}",
+                walk["frames"],
+                walk["actions"],
+                walk["states"],
+                lossless=lossless,
+                source="two_rooms",
+                layout=layout,
+                scene=scene,
             )
 
     paths = {
@@ -254,10 +284,20 @@ def ensure_two_rooms_shards(out_dir: str, **kwargs: Any) -> dict[str, list[str]]
     try:
         with open(os.path.join(out_dir, MANIFEST)) as f:
             manifest = json.load(f)
-        defaults = {"num_train": 256, "num_val": 32, "steps": 48, "fixed_layout": False, "seed": 0}
+        defaults = {
+            "num_train": 256,
+            "num_val": 32,
+            "steps": 48,
+            "fixed_layout": False,
+            "seed": 0,
+            "episodes_per_layout": 1,
+            "lossless": False,
+        }
         wanted = {**defaults, **{k: v for k, v in kwargs.items() if k in defaults}}
         paths = {k: [os.path.join(out_dir, p) for p in v] for k, v in manifest["shards"].items()}
-        if manifest["settings"] == wanted and all(os.path.isfile(p) for v in paths.values() for p in v):
+        if {**defaults, **manifest["settings"]} == wanted and all(
+            os.path.isfile(p) for v in paths.values() for p in v
+        ):
             return paths
     except (OSError, ValueError, KeyError):
         pass

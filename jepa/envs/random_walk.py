@@ -20,6 +20,7 @@ def random_walk(
     kappa: float = 4.0,
     step_mean: float = 1.0,
     step_std: float = 0.4,
+    layout: Layout | None = None,
 ) -> dict[str, np.ndarray]:
     """One trajectory of `steps` actions (steps + 1 frames).
 
@@ -30,12 +31,14 @@ def random_walk(
         door_fraction: share of walks started in front of the door, heading through it.
         kappa: von Mises concentration of the per-step heading change (larger = straighter).
         step_mean, step_std: step length distribution in px (clipped at 0).
+        layout: walk in this layout instead of drawing one (`fixed_layout` is then ignored).
 
     Returns:
         `frames` (steps+1, 65, 65, 3) uint8, `actions` (steps, 2) float32 displacements,
         `states` (steps+1, 2) float32 positions (x, y) in px, `layout` (2,) int (wall x, door y).
     """
-    layout = sample_layout(rng, fixed_layout)
+    if layout is None:
+        layout = sample_layout(rng, fixed_layout)
     if rng.random() < door_fraction:
         side = -1.0 if rng.random() < 0.5 else 1.0
         offset = rng.uniform(WALL_HALF + 2.0, WALL_HALF + 8.0)

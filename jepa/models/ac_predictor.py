@@ -228,6 +228,17 @@ def vit_ac_predictor(**kwargs: Any) -> VisionTransformerPredictorAC:
     return VisionTransformerPredictorAC(**kwargs)
 
 
+def frame_latents(encoder: nn.Module, observations: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) frames (or (B, C, H, W) one frame) -> (B, T, N, D) latents, each frame encoded alone as an
+    image and layer-normed without affine parameters (V-JEPA 2-AC's frame latents)."""
+    if observations.dim() == 4:
+        observations = observations.unsqueeze(2)
+    B, _, T = observations.shape[:3]
+    frames = observations.transpose(1, 2).flatten(0, 1)  # (B*T, C, H, W)
+    z = encoder(frames)
+    return F.layer_norm(z, (z.size(-1),)).unflatten(0, (B, T))
+
+
 class ACWorldModel(nn.Module):
     """The planning seam of V-JEPA 2-AC: `encode(observations)` and `rollout(latents, actions)`.
 
@@ -263,12 +274,7 @@ class ACWorldModel(nn.Module):
     @torch.no_grad()
     def encode(self, observations: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) frames (or (B, C, H, W) one frame) -> (B, T, N, D) normalised latents, one per frame."""
-        if observations.dim() == 4:
-            observations = observations.unsqueeze(2)
-        B, _, T = observations.shape[:3]
-        frames = observations.transpose(1, 2).flatten(0, 1)  # (B*T, C, H, W)
-        z = self.encoder(frames)
-        return F.layer_norm(z, (z.size(-1),)).unflatten(0, (B, T))
+        return frame_latents(self.encoder, observations)
 
     def step(self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """(B, T, N, D) latents, (B, T, A) actions, (B, T, S) states -> (B, T, N, D) normalised predictions of

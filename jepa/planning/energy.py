@@ -25,3 +25,20 @@ def goal_energy(predicted: torch.Tensor, goal: torch.Tensor, p: int = 1, reduce:
     diff = predicted - (goal.unsqueeze(1) if goal.dim() == 3 else goal)
     per_step = (diff.abs() if p == 1 else diff.square()).mean(dim=(2, 3))  # (S, L)
     return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)
+
+
+def embedding_energy(predicted: torch.Tensor, goal: torch.Tensor, reduce: str = "final") -> torch.Tensor:
+    """Euclidean distance of predicted planning embeddings (a `LatentEnergyHead`'s outputs) to the goal's.
+
+    Args:
+        predicted: (S, L, K) embeddings of L planned steps for S candidates.
+        goal: (K,) goal embedding (or (S, K)).
+        reduce: "final" or "sum", as `goal_energy` (eb_jepa sums the distances over the horizon).
+
+    Returns:
+        (S,) energies, lower is better.
+    """
+    if reduce not in ("final", "sum"):
+        raise ValueError(f"energy reduce must be 'final' or 'sum', got {reduce!r}")
+    per_step = (predicted - (goal.unsqueeze(1) if goal.dim() == 2 else goal)).norm(dim=-1)  # (S, L)
+    return per_step[:, -1] if reduce == "final" else per_step.sum(dim=1)

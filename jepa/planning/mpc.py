@@ -24,7 +24,7 @@ import torch
 
 from jepa.data.trajectories import even_frames
 from jepa.data.transforms import VideoTransform
-from jepa.planning.energy import goal_energy
+from jepa.planning.energy import embedding_energy, goal_energy
 from jepa.planning.planners import PlanResult, shift_plan
 
 
@@ -79,7 +79,10 @@ def image_to_frames(images: np.ndarray | Sequence[np.ndarray], size: int) -> tor
 
 class LatentCost:
     """`(S, H, A) -> (S,)` energy of action sequences: roll the world model out from the current latent and score
-    the predicted latents against the goal latent with `goal_energy`."""
+    the predicted latents against the goal latent with `goal_energy`, or, given an energy `head`
+    (`jepa.models.energy_head.LatentEnergyHead`), their embeddings against the goal's with `embedding_energy`, plus
+    `latent_weight` times `goal_energy`: the head's slow features guide from afar, the raw latents, sharp within
+    about a patch, place the agent on the goal."""
 
     def __init__(
         self,
@@ -89,9 +92,13 @@ class LatentCost:
         state: torch.Tensor | None = None,
         p: int = 1,
         reduce: str = "final",
+        head: torch.nn.Module | None = None,
+        latent_weight: float = 0.0,
     ) -> None:
         self.world_model, self.latent, self.goal, self.state = world_model, latent, goal, state
-        self.p, self.reduce = p, reduce
+        self.p, self.reduce, self.head, self.latent_weight = p, reduce, head, latent_weight
+        with torch.no_grad():
+            self.goal_embedding = None if head is None else head(goal)  # (K,)
         self.device = latent.device
 
     @torch.no_grad()
@@ -99,7 +106,13 @@ class LatentCost:
         S = actions.size(0)
         latents = self.latent.expand(S, *self.latent.shape[1:])
         states = None if self.state is None else self.state.expand(S, *self.state.shape[1:])
-        return goal_energy(self.world_model.rollout(latents, actions, states), self.goal, self.p, self.reduce)
+        predicted = self.world_model.rollout(latents, actions, states)  # (S, H, N, D)
+        if self.head is None:
+            return goal_energy(predicted, self.goal, self.p, self.reduce)
+        energy = embedding_energy(self.head(predicted), self.goal_embedding, self.reduce)
+        if self.latent_weight:
+            energy = energy + self.latent_weight * goal_energy(predicted, self.goal, self.p, self.reduce)
+        return energy
 
 
 @dataclass
@@ -133,6 +146,11 @@ class MPCAgent:
         max_env_action_norm: per-environment-step norm limit (Two Rooms 2.45); the planned action is split evenly.
         use_states: pass the adapter's true state to the world model (as it was trained with states).
         p, reduce: the `goal_energy` used as cost.
+        energy_head: a `LatentEnergyHead` trained on the world model's encoder: the cost is then the distance of
+            the predicted latents' embeddings to the goal's (`embedding_energy`). Needed where the raw latent
+            distance stops tracking the agent's distance (Two Rooms, BENCHMARKS.md).
+        latent_weight: with `energy_head`, add this times the raw `goal_energy` (Two Rooms: 300, which puts the
+            raw term's ~0.004 range near the goal on the scale of the head's distances).
         warm_start: start each plan from the previous one shifted by one step (else from zeros).
         device: where the world model runs.
     """
@@ -149,8 +167,12 @@ class MPCAgent:
         reduce: str = "final",
         warm_start: bool = True,
         device: str | torch.device = "cpu",
+        energy_head: torch.nn.Module | None = None,
+        latent_weight: float = 0.0,
     ) -> None:
         self.world_model, self.planner = world_model, planner
+        self.latent_weight = latent_weight
+        self.energy_head = None if energy_head is None else energy_head.to(device).eval()
         self.img_size, self.action_repeat = img_size, action_repeat
         self.max_env_action_norm = max_env_action_norm
         self.use_states, self.p, self.reduce, self.warm_start = use_states, p, reduce, warm_start
@@ -174,7 +196,16 @@ class MPCAgent:
         states = None
         if self.use_states and state is not None:
             states = torch.as_tensor(state, dtype=torch.float32, device=self.device).view(1, 1, -1)
-        return LatentCost(self.world_model, self.encode(image), self._goal, states, self.p, self.reduce)
+        return LatentCost(
+            self.world_model,
+            self.encode(image),
+            self._goal,
+            states,
+            self.p,
+            self.reduce,
+            self.energy_head,
+            self.latent_weight,
+        )
 
     def plan(
         self, image: np.ndarray, state: np.ndarray | None, generator: torch.Generator | None = None

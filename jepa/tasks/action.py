@@ -26,6 +26,13 @@ ENCODER_HINT = (
 )
 
 
+def load_frozen_encoder(encoder: nn.Module, checkpoint: str, which: str = "target") -> None:
+    """Fills `encoder` from our pretraining `.ckpt` or a released `.pt` and freezes it (one clear error if missing)."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"encoder checkpoint not found: {checkpoint}; {ENCODER_HINT}")
+    load_encoder(checkpoint, which=which, encoder=encoder, freeze=True)
+
+
 class ActionConditionedTask(JEPATask):
     """Frozen encoder + trainable AC predictor.
 
@@ -93,9 +100,7 @@ class ActionConditionedTask(JEPATask):
         """Loads the frozen encoder's weights once (a resumed run then restores the same ones from its .ckpt)."""
         if self._encoder_loaded:
             return
-        if not Path(self.encoder_checkpoint).is_file():
-            raise FileNotFoundError(f"encoder checkpoint not found: {self.encoder_checkpoint}; {ENCODER_HINT}")
-        load_encoder(self.encoder_checkpoint, which=self.which, encoder=self.encoder, freeze=True)
+        load_frozen_encoder(self.encoder, self.encoder_checkpoint, self.which)
         self._encoder_loaded = True
 
     def _scheduled(self, value: int | Schedule) -> int:

@@ -102,3 +102,15 @@ def test_headerless_frame_count_matroska(gray_video, frame_index):
 def test_encode_rejects_odd_size():
     with pytest.raises(ValueError, match="even"):
         encode_mp4(np.zeros((2, 31, 32, 3), np.uint8), fps=8)
+
+
+def test_lossless_mp4_returns_the_exact_frames():
+    # a small saturated dot on a flat background: yuv420p smears its colour, the lossless path keeps every value
+    frames = np.full((6, 16, 16, 3), 20, np.uint8)
+    for t in range(6):
+        frames[t, 5:8, 2 + t : 5 + t] = (255, 64, 32)
+    generator = torch.Generator().manual_seed(0)
+    exact = decode_clip(encode_mp4(frames, fps=10, lossless=True), 6, 1, generator).numpy()
+    assert np.array_equal(exact, frames)
+    lossy = decode_clip(encode_mp4(frames, fps=10), 6, 1, torch.Generator().manual_seed(0)).numpy()
+    assert np.abs(lossy.astype(int) - frames).max() > 10

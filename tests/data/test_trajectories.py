@@ -16,6 +16,7 @@ from jepa.data.trajectories import (
     TrajectoryWindowDataset,
     convert_episodes,
     ensure_two_rooms_shards,
+    make_two_rooms_shards,
     trajectory_sample,
     window_actions,
 )
@@ -94,6 +95,25 @@ def test_two_rooms_datamodule(tmp_path):
     batch = next(iter(dm.train_dataloader()))
     assert batch["video"].shape == (2, 3, 8, 32, 32) and batch["actions"].shape == (2, 7, 2)
     assert batch["states"].shape == (2, 8, 2)
+    assert batch["scene"].shape == (2,) and bool((batch["scene"] >= 0).all())
+
+
+def test_two_rooms_episodes_share_layouts_by_scene(tmp_path):
+    import json
+    import tarfile
+
+    paths = make_two_rooms_shards(
+        str(tmp_path), num_train=8, num_val=1, steps=4, episodes_per_layout=4, progress=False
+    )
+    infos = []
+    for path in paths["train"]:
+        with tarfile.open(path) as tar:
+            infos += [json.load(tar.extractfile(m)) for m in tar.getmembers() if m.name.endswith(".json")]
+    by_scene = {}
+    for info in infos:
+        by_scene.setdefault(info["scene"], set()).add(tuple(info["layout"]))
+    assert sorted(by_scene) == [0, 1] and all(len(layouts) == 1 for layouts in by_scene.values())
+    assert by_scene[0] != by_scene[1]  # two random layouts, four episodes each
 
 
 def test_make_trajectories_cli(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,146 @@
+"""The planning-energy head: its loss, shapes and errors, the planner's use of it, and the reason it exists: on
+patch latents whose raw distance is flat beyond one token, the trained head's distance grows with the path distance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from jepa.checkpoints import load_energy_head
+from jepa.losses import slow_feature_loss
+from jepa.models.energy_head import LatentEnergyHead
+from jepa.planning.energy import embedding_energy
+from jepa.planning.mpc import LatentCost
+from jepa.tasks.energy import collect_latents, train_energy_head
+
+CELLS = 12  # a corridor of 12 tokens; the agent occupies one
+
+
+def corridor_latents(positions: torch.Tensor, generator: torch.Generator, noise: float = 0.05) -> torch.Tensor:
+    """(...,) integer positions -> (..., CELLS, 4) patch latents: a fixed "agent" vector in the agent's token, a
+    fixed background vector elsewhere, plus noise (raw distances are equal for any two different positions)."""
+    background, agent = torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    onehot = torch.nn.functional.one_hot(positions, CELLS).unsqueeze(-1).float()  # (..., CELLS, 1)
+    latents = onehot * agent + (1 - onehot) * background
+    return latents + noise * torch.randn(latents.shape, generator=generator)
+
+
+def random_walks(count: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, length) positions of +-1 random walks reflected at the corridor's ends."""
+    start = torch.randint(0, CELLS, (count, 1), generator=generator)
+    steps = torch.randint(0, 2, (count, length - 1), generator=generator) * 2 - 1
+    walk = torch.cat([start, steps], dim=1).cumsum(1)
+    period = 2 * (CELLS - 1)
+    walk = walk.remainder(period)
+    return torch.where(walk >= CELLS, period - walk, walk)
+
+
+def head_spearman(head: LatentEnergyHead, offset: torch.Tensor, g: torch.Generator) -> float:
+    """Mean Spearman correlation of the head's distance with the path distance, over goals, in one scene."""
+    grid = corridor_latents(torch.arange(CELLS), g, noise=0.0) + offset
+    with torch.no_grad():
+        embeddings = head(grid)
+    path = torch.arange(CELLS).float()
+    rho = []
+    for goal in range(CELLS):
+        others = path != goal
+        learned = (embeddings - embeddings[goal]).norm(dim=1)[others]
+        rho.append(spearmanr(learned, (path - goal).abs()[others])[0])
+    return float(np.mean(rho))
+
+
+def test_slow_feature_loss_terms():
+    still = torch.ones(4, 3, 2)  # every frame identical: no motion cost, no spread at all
+    loss, parts = slow_feature_loss(still, sim_coeff=1.0, std_coeff=1.0, cov_coeff=1.0)
+    assert parts["sim"].item() == 0.0
+    assert parts["std"].item() == pytest.approx(1 - 1e-2, abs=1e-3)  # std sqrt(0 + 1e-4) against the target 1
+    assert parts["cov"].item() == 0.0 and loss.item() == pytest.approx(parts["std"].item())
+    moving = torch.arange(3.0).view(1, 3, 1).expand(4, 3, 2)  # each step moves by 1 in both dimensions
+    _, parts = slow_feature_loss(moving)
+    assert parts["sim"].item() == pytest.approx(2.0)  # ||(1, 1)||^2
+    with pytest.raises(ValueError, match=r"\(B, T >= 2, K\)"):
+        slow_feature_loss(torch.zeros(4, 1, 2))
+
+
+def test_head_shapes_and_a_clear_error_for_other_latents():
+    head = LatentEnergyHead(num_tokens=CELLS, embed_dim=4, hidden_dim=16, out_dim=3)
+    assert head(torch.zeros(5, 7, CELLS, 4)).shape == (5, 7, 3)
+    with pytest.raises(ValueError, match=r"12 tokens x 4 dims, got 16 x 4.*same encoder"):
+        head(torch.zeros(2, 16, 4))
+
+
+def test_trained_head_distance_grows_with_path_distance_where_raw_latents_are_flat():
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    latents = corridor_latents(random_walks(256, 8, g), g)  # (256, 8, CELLS, 4)
+    head = LatentEnergyHead(num_tokens=CELLS, embed_dim=4, hidden_dim=64, out_dim=8)
+    log = train_energy_head(head, latents, steps=400, batch_size=32, lr=3e-3, seed=0)
+    assert log[-1]["loss"] < log[0]["loss"]
+
+    grid = corridor_latents(torch.arange(CELLS), g, noise=0.0)  # one clean frame per position
+    for goal in range(CELLS):
+        raw = (grid - grid[goal]).abs().mean((1, 2))[torch.arange(CELLS) != goal]
+        assert torch.allclose(raw, raw[0].expand_as(raw))  # the raw latent distance does not see how far it is
+    assert head_spearman(head, torch.zeros(4), g) > 0.9
+
+
+class ShiftWorldModel:
+    """latent + action added to every token: a known linear world model."""
+
+    def rollout(self, latents: torch.Tensor, actions: torch.Tensor, states=None) -> torch.Tensor:
+        return latents + actions.cumsum(1).unsqueeze(2)  # (S, 1, N, A) + (S, L, 1, A)
+
+
+def test_latent_cost_scores_the_heads_embeddings():
+    head = LatentEnergyHead(num_tokens=3, embed_dim=2, hidden_dim=8, out_dim=4).eval()
+    latent, goal = torch.zeros(1, 1, 3, 2), torch.ones(3, 2)
+    actions = torch.randn(5, 2, 2)
+    cost = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum", head=head)
+    with torch.no_grad():
+        expected = embedding_energy(
+            head(ShiftWorldModel().rollout(latent.expand(5, 1, 3, 2), actions)), head(goal), "sum"
+        )
+    assert torch.allclose(cost(actions), expected)
+    # plus the raw latent energy, weighted
+    mixed = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum", head=head, latent_weight=3.0)
+    raw = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum")
+    assert torch.allclose(mixed(actions), expected + 3.0 * raw(actions))
+    assert embedding_energy(torch.zeros(2, 3, 4), torch.ones(4), "final").tolist() == [2.0, 2.0]
+
+
+def test_collect_latents_keeps_the_first_windows():
+    class MeanEncoder(torch.nn.Module):
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 2, 3) tokens
+            return frames.mean((2, 3)).unsqueeze(1).expand(-1, 2, -1) + torch.arange(2.0).view(1, 2, 1)
+
+    batches = [{"video": torch.rand(3, 3, 4, 8, 8), "scene": torch.tensor([i, i, 7])} for i in range(3)]
+    latents, scenes = collect_latents(MeanEncoder(), batches, num_windows=5, chunk=8)
+    assert latents.shape == (5, 4, 2, 3) and scenes.tolist() == [0, 0, 7, 1, 1]
+    assert torch.allclose(latents[3], collect_latents(MeanEncoder(), batches[1:], num_windows=1)[0][0])
+    _, scenes = collect_latents(MeanEncoder(), [{"video": torch.rand(2, 3, 2, 8, 8)}], num_windows=2)
+    assert scenes.tolist() == [-1, -1]  # no scene ids in the data
+
+
+def test_loading_a_checkpoint_without_a_head_is_a_clear_error(tmp_path):
+    torch.save({"state_dict": {}, "module_kwargs": {"encoder": {}}}, tmp_path / "x.ckpt")
+    with pytest.raises(KeyError, match="not an energy-head checkpoint.*train_energy_head"):
+        load_energy_head(tmp_path / "x.ckpt")
+
+
+def test_batches_by_scene_keep_the_agent_where_scenes_differ():
+    # 8 scenes, each adding its own static pattern to every token (Two Rooms' random walls): mixed batches let the
+    # head meet the variance term with the scene alone; batches drawn from one scene make it track the agent
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    offsets = 2.0 * torch.randn(8, 1, 4, generator=g)  # (scenes, 1 token-broadcast, D)
+    scenes = torch.arange(8).repeat_interleave(32)
+    latents = corridor_latents(random_walks(256, 8, g), g) + offsets[scenes].unsqueeze(1)
+    results = {}
+    for by_scene in (False, True):
+        torch.manual_seed(0)
+        head = LatentEnergyHead(num_tokens=CELLS, embed_dim=4, hidden_dim=64, out_dim=8)
+        train_energy_head(head, latents, 400, 32, lr=3e-3, seed=0, scenes=scenes if by_scene else None)
+        results[by_scene] = np.mean([head_spearman(head, offsets[s], g) for s in range(8)])
+    assert results[True] > 0.9 and results[True] > results[False] + 0.2, results
