@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
 
 from jepa.checkpoints import load_energy_head
 from jepa.losses import slow_feature_loss
@@ -16,6 +15,19 @@ from jepa.planning.mpc import LatentCost
 from jepa.tasks.energy import collect_latents, train_energy_head
 
 CELLS = 12  # a corridor of 12 tokens; the agent occupies one
+
+
+def spearmanr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation with average ranks for ties (scipy is not a dependency)."""
+
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        x = x.double().flatten()
+        below, equal = (x[None] < x[:, None]).sum(1), (x[None] == x[:, None]).sum(1)
+        return below + (equal + 1) / 2
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 
 
 def corridor_latents(positions: torch.Tensor, generator: torch.Generator, noise: float = 0.05) -> torch.Tensor:
@@ -47,7 +59,7 @@ def head_spearman(head: LatentEnergyHead, offset: torch.Tensor, g: torch.Generat
     for goal in range(CELLS):
         others = path != goal
         learned = (embeddings - embeddings[goal]).norm(dim=1)[others]
-        rho.append(spearmanr(learned, (path - goal).abs()[others])[0])
+        rho.append(spearmanr(learned, (path - goal).abs()[others]))
     return float(np.mean(rho))
 
 
