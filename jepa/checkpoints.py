@@ -389,7 +389,7 @@ def load_world_model(
 
 
 def load_energy_head(path_or_checkpoint: str | Path | Mapping[str, Any]) -> nn.Module:
-    """The `LatentEnergyHead` (frozen, eval) of an `EnergyHeadTask` training `.ckpt` (`+experiment=tworooms_energy`)."""
+    """The `LatentEnergyHead` (frozen, eval) saved by `launch/train_energy_head.py` (`energy_head.ckpt`)."""
     from jepa.models.energy_head import LatentEnergyHead
 
     ckpt = _load(path_or_checkpoint)

@@ -7,7 +7,7 @@ BENCHMARKS.md), and a planner has nothing to descend. The head is trained on tra
 `jepa.losses.slow_feature_loss` (eb_jepa's time-similarity plus variance-covariance regularisers, which shape its
 own planning latents): consecutive frames map close, the batch spreads out. That is slow-feature analysis, whose
 solution on random walks is a Laplacian eigenmap of the reachable space, so walls separate states and a door joins
-them. Trained by `jepa.tasks.energy.EnergyHeadTask`; the planner scores predicted latents through it
+them. Trained by `launch/train_energy_head.py` (`jepa.tasks.energy`); the planner scores predicted latents through it
 (`jepa.planning.mpc.LatentCost`).
 """
 
