@@ -26,6 +26,13 @@ import train_energy_head as energy_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 
+
+def compose_config(name: str, *overrides: str):
+    """The Hydra config `configs/<name>.yaml` with overrides, as the launchers see it."""
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
 EMBEDDED = dict(num_train=8, num_val=4, steps=16, seed=0)
 TINY = [
     "+experiment=tworooms_ac",
@@ -67,17 +74,14 @@ def encoder_ckpt(tmp_path_factory) -> Path:
 
 
 def run(run_dir: Path, data_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                *TINY,
-                f"paths.output_dir={run_dir.parent}",
-                f"run_name={run_dir.name}",
-                f"data.embedded_dir={data_dir}",
-                *overrides,
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        *TINY,
+        f"paths.output_dir={run_dir.parent}",
+        f"run_name={run_dir.name}",
+        f"data.embedded_dir={data_dir}",
+        *overrides,
+    )
     return train_launcher.train(cfg)
 
 
@@ -124,18 +128,15 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     assert all(len(errors[k]) == 3 and min(errors[k]) > 0 for k in ("se_model_vs_shuffled", "se_model_vs_repeat"))
 
     # the CLI's evaluation writes the JSON and the plot
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "eval_world_model",
-            overrides=[
-                f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
-                f"data.embedded_dir={tmp_path / 'data'}",
-                *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
-                "horizon=3",
-                "num_windows=8",
-                f"output_dir={tmp_path / 'eval'}",
-            ],
-        )
+    cfg = compose_config(
+        "eval_world_model",
+        f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
+        f"data.embedded_dir={tmp_path / 'data'}",
+        *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
+        "horizon=3",
+        "num_windows=8",
+        f"output_dir={tmp_path / 'eval'}",
+    )
     result = eval_world_model.evaluate(cfg)
     assert json.loads((tmp_path / "eval" / "errors.json").read_text())["model"] == result["model"]
     assert (tmp_path / "eval" / "errors.png").stat().st_size > 1000
@@ -143,10 +144,7 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     # latent MPC with it: JSON results, an image strip per episode, the energy landscape; then toward an image file
     def plan(*overrides: str) -> dict:
         small = ["planner.samples=16", "planner.elites=4", "planner.iterations=2", "planner.horizon=2"]
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(
-                "plan", overrides=[f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}", *small, *overrides]
-            )
+        cfg = compose_config("plan", f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}", *small, *overrides)
         return plan_launcher.plan(cfg)
 
     summary = plan("episodes=2", "max_env_steps=8", "energy_landscape=true", f"output_dir={tmp_path / 'plan'}")
@@ -158,23 +156,20 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     for name in ("episode000.png", "episode001.png", "energy_landscape.png"):
         assert (tmp_path / "plan" / name).stat().st_size > 500, name
     # a planning-energy head on the AC model's frozen encoder (fixed-wall windows, cached), then planning through it
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "energy_head",
-            overrides=[
-                f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
-                f"data.embedded_dir={tmp_path / 'data_fixed'}",
-                *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
-                "data.frames_per_clip=4",
-                "data.frame_step=2",
-                "num_windows=8",
-                "steps=20",
-                "batch_size=4",
-                "head.hidden_dim=32",
-                "head.out_dim=8",
-                f"output_dir={tmp_path / 'energy'}",
-            ],
-        )
+    cfg = compose_config(
+        "energy_head",
+        f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}",
+        f"data.embedded_dir={tmp_path / 'data_fixed'}",
+        *[f"data.embedded.{k}={v}" for k, v in EMBEDDED.items()],
+        "data.frames_per_clip=4",
+        "data.frame_step=2",
+        "num_windows=8",
+        "steps=20",
+        "batch_size=4",
+        "head.hidden_dim=32",
+        "head.out_dim=8",
+        f"output_dir={tmp_path / 'energy'}",
+    )
     energy_launcher.run(cfg)
     head = load_energy_head(tmp_path / "energy" / "energy_head.ckpt")
     assert head.num_tokens == 16 and head.embed_dim == 48  # 32 px frames, 8 px patches, the tiny encoder's width

@@ -26,13 +26,6 @@ ENCODER_HINT = (
 )
 
 
-def load_frozen_encoder(encoder: nn.Module, checkpoint: str, which: str = "target") -> None:
-    """Fills `encoder` from our pretraining `.ckpt` or a released `.pt` and freezes it (one clear error if missing)."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"encoder checkpoint not found: {checkpoint}; {ENCODER_HINT}")
-    load_encoder(checkpoint, which=which, encoder=encoder, freeze=True)
-
-
 class ActionConditionedTask(JEPATask):
     """Frozen encoder + trainable AC predictor.
 
@@ -100,7 +93,9 @@ class ActionConditionedTask(JEPATask):
         """Loads the frozen encoder's weights once (a resumed run then restores the same ones from its .ckpt)."""
         if self._encoder_loaded:
             return
-        load_frozen_encoder(self.encoder, self.encoder_checkpoint, self.which)
+        if not Path(self.encoder_checkpoint).is_file():
+            raise FileNotFoundError(f"encoder checkpoint not found: {self.encoder_checkpoint}; {ENCODER_HINT}")
+        load_encoder(self.encoder_checkpoint, which=self.which, encoder=self.encoder, freeze=True)
         self._encoder_loaded = True
 
     def _scheduled(self, value: int | Schedule) -> int:
