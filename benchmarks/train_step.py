@@ -7,8 +7,10 @@ GEMM measured in the same run (so both figures share the machine's state).
 
     python benchmarks/train_step.py --encoder vit_small --frames 16 --res 224 --batch 2
     python benchmarks/train_step.py --encoder vit_large --frames 16 --res 256 --batch 24 --precision bf16 --compile
+    python benchmarks/train_step.py --encoder vit_large --frames 16 --res 256 --batch 24 --precision bf16 --max-batch
 
-Prints one JSON line per configuration.
+Prints one JSON line per configuration. `--max-batch` (GPU) first searches the largest batch whose step fits in
+memory (doubling from --batch, then bisecting to a multiple of 8) and times that batch.
 """
 
 from __future__ import annotations
@@ -107,12 +109,15 @@ def build(args, device: torch.device) -> tuple[PretrainTask, torch.optim.Optimiz
     return task, optimizer, collator
 
 
-def make_batch(args, collator: MaskCollator, device: torch.device, seed: int) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    batch = collator(args.batch, g)
-    batch = {k: [t.to(device) for t in v] for k, v in batch.items()}
-    batch["video"] = torch.randn(args.batch, 3, args.frames, args.res, args.res, generator=g).to(device)
-    return batch
+def make_batches(args, collator: MaskCollator, device: torch.device) -> list[dict]:
+    """The warm-up and timed batches: masks sampled per step (seeds 0, 1, ...), one shared random video."""
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(args.batch, 3, args.frames, args.res, args.res, generator=g).to(device)
+    batches = []
+    for seed in range(args.warmup + args.steps):
+        masks = collator(args.batch, torch.Generator().manual_seed(seed))
+        batches.append({"video": video, **{k: [t.to(device) for t in v] for k, v in masks.items()}})
+    return batches
 
 
 def train_step(task: PretrainTask, optimizer: torch.optim.Optimizer, batch: dict, autocast) -> torch.Tensor:
@@ -125,6 +130,45 @@ def train_step(task: PretrainTask, optimizer: torch.optim.Optimizer, batch: dict
     return loss
 
 
+def fits(args, batch: int) -> bool:
+    """Whether the benchmark's steps at `batch` (every sampled mask) run without a CUDA out-of-memory error."""
+    device = torch.device(args.device)
+    trial = argparse.Namespace(**{**vars(args), "batch": batch})
+    task = optimizer = None
+    try:
+        task, optimizer, collator = build(trial, device)
+        bf16 = args.precision == "bf16"
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+        for b in make_batches(trial, collator, device):
+            train_step(task, optimizer, b, autocast)
+        sync(device)
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        del task, optimizer
+        torch.cuda.empty_cache()
+
+
+def largest_batch(args) -> int:
+    """Largest batch (a multiple of 8 once past --batch) whose step fits, by doubling then bisection."""
+    lo, hi = args.batch, None
+    if not fits(args, lo):
+        raise SystemExit(f"--batch {lo} does not fit in memory; start the search from a smaller --batch")
+    while hi is None:
+        if fits(args, 2 * lo):
+            lo *= 2
+        else:
+            hi = 2 * lo
+    while hi - lo > 8:
+        mid = (lo + hi) // 2 // 8 * 8
+        if fits(args, mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def run(args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -133,10 +177,20 @@ def run(args) -> dict:
     bf16 = args.precision == "bf16"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
-    batches = [make_batch(args, collator, device, seed) for seed in range(args.warmup + args.steps)]
-    masks = [(c.size(1), t.size(1)) for c, t in zip(batches[0]["ctx_idx"], batches[0]["tgt_idx"], strict=True)]
+    batches = make_batches(args, collator, device)
     num_tokens = (args.frames // 2) * (args.res // 16) ** 2
-    flops = analytic_step_flops(task.encoder, task.predictor, num_tokens, masks, args.batch)
+
+    def step_masks(b: dict) -> list[tuple[int, int]]:
+        return [(c.size(1), t.size(1)) for c, t in zip(b["ctx_idx"], b["tgt_idx"], strict=True)]
+
+    masks = step_masks(batches[0])
+    first = analytic_step_flops(task.encoder, task.predictor, num_tokens, masks, args.batch)
+    # without fixed counts each step samples its own token counts: average the FLOPs over the timed steps
+    timed = batches[args.warmup :]
+    flops = sum(
+        analytic_step_flops(task.encoder, task.predictor, num_tokens, step_masks(b), args.batch) for b in timed
+    )
+    flops /= len(timed)
 
     counted = None
     if args.count_flops:
@@ -162,11 +216,13 @@ def run(args) -> dict:
         peak = next((v for k, v in GPU_PEAKS.items() if k in name), None)
         peak_source = f"datasheet dense {'bf16' if bf16 else 'tf32'}"
         memory_gb = torch.cuda.max_memory_allocated(device) / 2**30
+        gemm = measure_gemm_peak(device, torch.bfloat16 if bf16 else torch.float32, 8192)
     else:
         name = platform.processor() or platform.machine()
         peak_source = f"measured {args.gemm_size}^3 fp32 GEMM, {torch.get_num_threads()} threads"
         peak = measure_gemm_peak(device, torch.float32, args.gemm_size)
         memory_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        gemm = peak
     achieved = flops / step_s
     return {
         "encoder": args.encoder,
@@ -180,11 +236,15 @@ def run(args) -> dict:
         "step_s": round(step_s, 4),
         "clips_per_s": round(args.batch / step_s, 3),
         "tflop_per_step_analytic": round(flops / 1e12, 4),
+        # the flop counter ran on the first (warm-up) step; its analytic figure beside it for the cross-check
         "tflop_per_step_counted": None if counted is None else round(counted / 1e12, 4),
+        "tflop_counted_step_analytic": None if counted is None else round(first / 1e12, 4),
         "achieved_tflops": round(achieved / 1e12, 4),
         "peak_tflops": None if peak is None else round(peak / 1e12, 4),
         "peak_source": peak_source,
         "mfu": None if peak is None else round(achieved / peak, 4),
+        "gemm_tflops_measured": round(gemm / 1e12, 4),
+        "of_measured_gemm": round(achieved / gemm, 4),
         "peak_memory_gb": round(memory_gb, 3),
         "masks": masks,
         "torch": torch.__version__,
@@ -210,7 +270,12 @@ def main() -> None:
     parser.add_argument("--count-flops", action="store_true", help="cross-check with torch.utils.flop_counter")
     parser.add_argument("--foreach", action="store_true", help="foreach AdamW instead of the fused one we train with")
     parser.add_argument("--gemm-size", type=int, default=4096)
+    parser.add_argument("--max-batch", action="store_true", help="time the largest batch that fits (CUDA only)")
     args = parser.parse_args()
+    if args.max_batch:
+        if not args.device.startswith("cuda"):
+            raise SystemExit("--max-batch searches for a CUDA out-of-memory limit; run it on a GPU (--device cuda)")
+        args.batch = largest_batch(argparse.Namespace(**{**vars(args), "res": args.res[0]}))
     for res in args.res:
         print(json.dumps(run(argparse.Namespace(**{**vars(args), "res": res}))), flush=True)
 

@@ -16,14 +16,14 @@ import train_step  # noqa: E402
 
 def test_analytic_flops_match_the_flop_counter():
     args = argparse.Namespace(
-        encoder="vit_tiny", frames=4, res=32, batch=2, act_ckpt=False, compile=False, foreach=False
+        encoder="vit_tiny", frames=4, res=32, batch=2, act_ckpt=False, compile=False, foreach=False, warmup=0, steps=1
     )
     torch.manual_seed(0)
     task, optimizer, collator = train_step.build(args, torch.device("cpu"))
     task.encoder.blocks = task.encoder.blocks[:2]
     task.target_encoder.blocks = task.target_encoder.blocks[:2]
     task.predictor.predictor_blocks = task.predictor.predictor_blocks[:2]
-    batch = train_step.make_batch(args, collator, torch.device("cpu"), seed=0)
+    (batch,) = train_step.make_batches(args, collator, torch.device("cpu"))
     masks = [(c.size(1), t.size(1)) for c, t in zip(batch["ctx_idx"], batch["tgt_idx"], strict=True)]
     analytic = train_step.analytic_step_flops(task.encoder, task.predictor, 2 * 2 * 2, masks, args.batch)
     with FlopCounterMode(display=False) as counter:
