@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "probe_quality")
     parser.add_argument("--pretrain-steps", type=int, default=1500)
-    parser.add_argument("--probe-steps", type=int, default=150)
+    parser.add_argument("--probe-steps", type=int, default=1500)
     args = parser.parse_args()
     train_launcher.register_resolvers()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
