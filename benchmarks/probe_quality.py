@@ -90,7 +90,7 @@ PRETRAIN_ENCODER = ["encoder.num_frames=8", "encoder.img_size=32", "encoder.patc
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "probe_quality")
-    parser.add_argument("--pretrain-steps", type=int, default=1500)
+    parser.add_argument("--pretrain-steps", type=int, default=4500)
     parser.add_argument("--probe-steps", type=int, default=1500)
     args = parser.parse_args()
     train_launcher.register_resolvers()
