@@ -16,6 +16,7 @@ memory (doubling from --batch, then bisecting to a multiple of 8) and times that
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import resource
@@ -130,24 +131,29 @@ def train_step(task: PretrainTask, optimizer: torch.optim.Optimizer, batch: dict
     return loss
 
 
-def fits(args, batch: int) -> bool:
-    """Whether the benchmark's steps at `batch` (every sampled mask) run without a CUDA out-of-memory error."""
+def _trial(args, batch: int) -> None:
+    """Builds the model at `batch` and runs the benchmark's steps (every sampled mask) once."""
     device = torch.device(args.device)
     trial = argparse.Namespace(**{**vars(args), "batch": batch})
-    task = optimizer = None
+    task, optimizer, collator = build(trial, device)
+    bf16 = args.precision == "bf16"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    for b in make_batches(trial, collator, device):
+        train_step(task, optimizer, b, autocast)
+    sync(device)
+
+
+def fits(args, batch: int) -> bool:
+    """Whether the benchmark's steps at `batch` run without a CUDA out-of-memory error."""
     try:
-        task, optimizer, collator = build(trial, device)
-        bf16 = args.precision == "bf16"
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-        for b in make_batches(trial, collator, device):
-            train_step(task, optimizer, b, autocast)
-        sync(device)
-        return True
+        _trial(args, batch)
+        ok = True
     except torch.cuda.OutOfMemoryError:
-        return False
-    finally:
-        del task, optimizer
-        torch.cuda.empty_cache()
+        ok = False
+    # the trial's tensors are unreachable once its frame (and the exception's traceback) is gone: hand them back
+    gc.collect()
+    torch.cuda.empty_cache()
+    return ok
 
 
 def largest_batch(args) -> int:
