@@ -18,6 +18,6 @@ step 90 --encoder vit_large --res 256 --batch 24 --count-flops
 step 150 --encoder vit_large --res 256 --batch 16 --max-batch
 step 45 --encoder vit_small --res 224 256 --batch 32
 step 45 --encoder vit_large --res 224 --batch 24
-# compiled, at the largest batch the eager search found (compiled graphs need no more memory than eager ones)
+# compiled, at the largest batch the eager search found (should it not fit compiled, only this row fails)
 max=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; print(r[1].get("batch", 24))' "$out")
 step 220 --encoder vit_large --res 256 --batch "$max" --compile
