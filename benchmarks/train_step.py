@@ -121,6 +121,11 @@ def make_batches(args, collator: MaskCollator, device: torch.device) -> list[dic
     return batches
 
 
+def mixed_precision(args, device: torch.device):
+    """bf16 autocast for `--precision bf16`, else no context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else nullcontext()
+
+
 def train_step(task: PretrainTask, optimizer: torch.optim.Optimizer, batch: dict, autocast) -> torch.Tensor:
     with autocast:
         loss, _ = task.loss_and_metrics(batch)
@@ -136,8 +141,7 @@ def _trial(args, batch: int) -> None:
     device = torch.device(args.device)
     trial = argparse.Namespace(**{**vars(args), "batch": batch})
     task, optimizer, collator = build(trial, device)
-    bf16 = args.precision == "bf16"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    autocast = mixed_precision(args, device)
     for b in make_batches(trial, collator, device):
         train_step(task, optimizer, b, autocast)
     sync(device)
@@ -181,7 +185,7 @@ def run(args) -> dict:
     task, optimizer, collator = build(args, device)
     task.train()
     bf16 = args.precision == "bf16"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    autocast = mixed_precision(args, device)
 
     batches = make_batches(args, collator, device)
     num_tokens = (args.frames // 2) * (args.res // 16) ** 2
