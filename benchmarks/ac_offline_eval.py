@@ -23,6 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-dir", default="data/two_rooms")
+    parser.add_argument(
+        "--lossless", action="store_true", help="exact frames (what the planner sees), as data.embedded.lossless"
+    )
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--frame-step", type=int, default=4, help="control steps per latent step, as in training")
     parser.add_argument("--num-windows", type=int, default=256)
@@ -33,6 +36,7 @@ def main() -> None:
     wm = load_world_model(args.checkpoint)
     dm = TrajectoryDataModule(
         embedded_dir=args.data_dir,
+        embedded={"lossless": True} if args.lossless else None,
         split="val",
         batch_size=16,
         num_workers=0,

@@ -1,11 +1,19 @@
-"""Two Rooms planning benchmark (eb_jepa's protocol): success rate, final distance and time per episode.
+"""Planning benchmark: success rate, final distance and time per episode, Two Rooms or PointMaze.
 
 python benchmarks/planning.py --checkpoint outputs/tworooms_ac/checkpoints/last.ckpt --episodes 20
+python benchmarks/planning.py --env pointmaze --checkpoint outputs/pointmaze_ac/checkpoints/last.ckpt --episodes 20
 
-For the fixed wall (x 32, door y 18) and random walls: the learned world model with CEM and with MPPI (latent MPC
-toward the goal image, `jepa.planning`), random actions, and the scripted oracle (`DoorOracle`, true positions).
-200 environment steps per episode, success = final distance < 4.5 px, seeds 0..N-1 (the same episodes for every
-policy). Prints a markdown table for BENCHMARKS.md and writes one JSON line per (layout, policy).
+Two Rooms (eb_jepa's protocol), fixed wall (x 32, door y 18) and random walls: the learned world model with CEM and
+with MPPI (latent MPC toward the goal image, `jepa.planning`), random actions, and the scripted oracle (`DoorOracle`,
+true positions). 200 environment steps per episode, success = final distance < 4.5 px.
+
+PointMaze (`--env pointmaze`, optional install): the same policies on `PointMaze_<maze>-v3` seen from above, goal
+given only as an image; the oracle is `MazeOracle` (a breadth-first path over the true cells and a PD controller on
+the true state); random = uniform forces; 300 environment steps (the environment's own limit), success = within
+0.45 maze units (its own test).
+
+Seeds 0..N-1, the same episodes for every policy. Prints a markdown table for BENCHMARKS.md and writes one JSON line
+per (layout, policy), with each episode's outcome.
 """
 
 from __future__ import annotations
@@ -18,28 +26,44 @@ import numpy as np
 import torch
 
 from jepa.checkpoints import load_energy_head, load_world_model
+from jepa.envs.point_maze import MazeOracle
 from jepa.envs.two_rooms import EPISODE_STEPS, MAX_STEP, DoorOracle
-from jepa.planning.adapters import TwoRoomsAdapter
+from jepa.planning.adapters import PointMazeAdapter, TwoRoomsAdapter
 from jepa.planning.mpc import MPCAgent, run_episode
 from jepa.planning.planners import ActionBounds, CEMPlanner, MPPIPlanner
 
 
-def scripted_episode(env: TwoRoomsAdapter, seed: int, policy: str) -> dict:
+def scripted_episode(env: TwoRoomsAdapter | PointMazeAdapter, seed: int, policy: str, steps: int) -> dict:
+    """One episode of the oracle or of random actions (Two Rooms: uniform direction and length up to the step
+    limit; PointMaze: uniform forces)."""
     env.reset(seed)
-    rng, oracle = np.random.default_rng(seed), DoorOracle()
+    rng = np.random.default_rng(seed)
+    pointmaze = isinstance(env, PointMazeAdapter)
+    if policy == "oracle":
+        oracle = MazeOracle(env.env.maze) if pointmaze else DoorOracle()
     start = time.perf_counter()
-    for _ in range(EPISODE_STEPS):
+    for _ in range(steps):
         if policy == "oracle":
             action = oracle.act(env.info)
-        else:  # uniform direction, uniform length up to the step limit
+        elif pointmaze:
+            action = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+        else:
             angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0, MAX_STEP)
             action = np.array([np.cos(angle), np.sin(angle)], np.float32) * length
         env.step(action)
-    return {"success": env.success(), "final_distance": env.distance(), "seconds": time.perf_counter() - start}
+    return {
+        "seed": seed,
+        "success": env.success(),
+        "final_distance": env.distance(),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def planners(args: argparse.Namespace) -> dict:
-    bounds = ActionBounds(max_norm=args.action_repeat * MAX_STEP)
+    if args.env == "pointmaze":  # a planned action sums action_repeat forces in [-1, 1]
+        bounds = ActionBounds(low=-float(args.action_repeat), high=float(args.action_repeat))
+    else:  # a planned action sums action_repeat displacements of norm <= 2.45
+        bounds = ActionBounds(max_norm=args.action_repeat * MAX_STEP)
     return {
         "cem": CEMPlanner(
             args.horizon, 2, args.samples, args.elites, args.iterations, init_std=args.std, min_std=0.3, bounds=bounds
@@ -60,8 +84,11 @@ def planners(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--env", default="tworooms", choices=("tworooms", "pointmaze"))
+    parser.add_argument("--maze", default="UMaze", help="PointMaze maze: UMaze, Medium or Large")
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--layouts", default="fixed,random")
+    parser.add_argument("--max-steps", type=int, default=None, help="environment steps (Two Rooms 200, PointMaze 300)")
+    parser.add_argument("--layouts", default="fixed,random", help="Two Rooms walls: fixed and/or random")
     parser.add_argument("--policies", default="cem,mppi,random,oracle")
     parser.add_argument("--horizon", type=int, default=4)
     parser.add_argument("--samples", type=int, default=64)
@@ -69,7 +96,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--std", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=0.002)
-    parser.add_argument("--action-repeat", type=int, default=4, help="environment steps per planned action")
+    parser.add_argument(
+        "--action-repeat",
+        type=int,
+        default=None,
+        help="environment steps per planned action: the world model's frame_step (Two Rooms 4, PointMaze 10)",
+    )
     parser.add_argument("--reduce", default="sum", choices=("sum", "final"))
     parser.add_argument(
         "--energy-head", default=None, help="a `launch/train_energy_head.py` checkpoint: plan on its embeddings"
@@ -80,6 +112,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="append the JSON lines here")
     args = parser.parse_args()
+    pointmaze = args.env == "pointmaze"
+    if args.action_repeat is None:
+        args.action_repeat = 10 if pointmaze else 4
+    if args.max_steps is None:
+        args.max_steps = 300 if pointmaze else EPISODE_STEPS
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -87,8 +124,8 @@ def main() -> None:
     energy_head = load_energy_head(args.energy_head) if args.energy_head else None
     learned = planners(args)
     rows = []
-    for layout in args.layouts.split(","):
-        env = TwoRoomsAdapter(fixed_layout=layout == "fixed")
+    for layout in [args.maze] if pointmaze else args.layouts.split(","):
+        env = PointMazeAdapter(args.maze) if pointmaze else TwoRoomsAdapter(fixed_layout=layout == "fixed")
         for policy in args.policies.split(","):
             episodes = []
             for seed in range(args.episodes):
@@ -98,15 +135,15 @@ def main() -> None:
                         learned[policy],
                         world_model.encoder.img_size,
                         args.action_repeat,
-                        max_env_action_norm=MAX_STEP,
+                        max_env_action_norm=None if pointmaze else MAX_STEP,
                         reduce=args.reduce,
                         energy_head=energy_head,
                         latent_weight=args.latent_weight,
                     )
-                    result = run_episode(agent, env, seed, EPISODE_STEPS)
-                    episodes.append({**result.summary()})
+                    result = run_episode(agent, env, seed, args.max_steps)
+                    episodes.append({"seed": seed, **result.summary()})
                 else:
-                    episodes.append(scripted_episode(env, seed, policy))
+                    episodes.append(scripted_episode(env, seed, policy, args.max_steps))
             row = {
                 "layout": layout,
                 "policy": policy,
@@ -116,17 +153,22 @@ def main() -> None:
                 "seconds_per_episode": float(np.mean([e["seconds"] for e in episodes])),
                 "seconds_per_plan": float(np.mean([e.get("seconds_per_plan", 0.0) for e in episodes])),
                 "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
+                "per_episode": [
+                    {"seed": e["seed"], "success": bool(e["success"]), "final_distance": round(e["final_distance"], 3)}
+                    for e in episodes
+                ],
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print("\n| layout | policy | success | mean final distance (px) | s / episode | s / plan |")
+    where, unit = ("maze", "maze units") if pointmaze else ("layout", "px")
+    print(f"\n| {where} | policy | success | mean final distance ({unit}) | s / episode | s / plan |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['layout']} | {r['policy']} | {r['success_rate']:.0%} | {r['mean_final_distance']:.1f} | "
+            f"| {r['layout']} | {r['policy']} | {r['success_rate']:.0%} | {r['mean_final_distance']:.{2 if pointmaze else 1}f} | "
             f"{r['seconds_per_episode']:.1f} | {r['seconds_per_plan']:.2f} |"
         )
 

@@ -28,6 +28,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="control steps per episode")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--lossy",
+        action="store_true",
+        help="H.264 yuv420p frames instead of exact ones (smaller; but the planner sees exact renders, and lossy "
+        "frames shift the small ball's latents, BENCHMARKS.md)",
+    )
     args = parser.parse_args()
     env = TopDownPointMaze(args.maze, args.size)
     rng = np.random.default_rng(args.seed)
@@ -36,7 +42,9 @@ def main() -> None:
         os.makedirs(episodes, exist_ok=True)
         for i in tqdm(range(count), desc=f"{args.maze} {split} episodes", unit="ep"):
             np.savez(os.path.join(episodes, f"ep{i:06d}.npz"), **random_episode(env, rng, args.steps))
-        summary = convert_episodes(episodes, os.path.join(args.out, split), episodes_per_shard=64, progress=False)
+        summary = convert_episodes(
+            episodes, os.path.join(args.out, split), episodes_per_shard=64, progress=False, lossless=not args.lossy
+        )
         print(
             f"{split}: {summary['episodes']} episodes, {summary['frames']} frames -> {os.path.join(args.out, split)}"
         )

@@ -25,10 +25,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="output folder for shard-%%06d.tar and manifest.json")
     parser.add_argument("--fps", type=int, default=10, help="control frequency of the episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=64)
+    parser.add_argument(
+        "--lossless", action="store_true", help="exact frames (for rendered simulator frames; several times larger)"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     try:
-        summary = convert_episodes(args.input, args.out, args.episodes_per_shard, args.fps)
+        summary = convert_episodes(args.input, args.out, args.episodes_per_shard, args.fps, lossless=args.lossless)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -78,3 +78,21 @@ def test_unknown_experiment_lists_valid_names():
     assert "does_not_exist" in proc.stderr
     for name in EXPERIMENTS:
         assert name in proc.stderr
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi"])
+def test_planning_configs_build_their_planners(planner):
+    sys.path.insert(0, str(REPO / "launch"))
+    import plan  # noqa: F401  (registers the `mul` resolver)
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        two_rooms = compose("plan", overrides=[f"planner={planner}", "checkpoint=x"])
+        point_maze = compose("plan_pointmaze", overrides=[f"planner={planner}"])
+        energy = compose("energy_head_pointmaze")
+    # Two Rooms: a planned action sums 4 displacements of norm <= 2.45; PointMaze: 10 forces in [-1, 1] per axis
+    assert instantiate(two_rooms.planner).bounds.max_norm == pytest.approx(4 * 2.45)
+    bounds = instantiate(point_maze.planner).bounds
+    assert (bounds.low, bounds.high, bounds.max_norm) == (-10.0, 10.0, None)
+    assert point_maze.env._target_.endswith("PointMazeAdapter") and point_maze.max_env_steps == 300
+    assert point_maze.checkpoint.endswith("pointmaze_ac/checkpoints/last.ckpt")
+    assert energy.data.shards.endswith("point_maze/train/shard-*.tar") and energy.data.frames_per_clip == 11

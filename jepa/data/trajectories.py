@@ -125,7 +125,12 @@ def read_episode(path: str) -> dict[str, np.ndarray]:
 
 
 def convert_episodes(
-    input_dir: str, out_dir: str, episodes_per_shard: int = 64, fps: int = 10, progress: bool = True
+    input_dir: str,
+    out_dir: str,
+    episodes_per_shard: int = 64,
+    fps: int = 10,
+    progress: bool = True,
+    lossless: bool = False,
 ) -> dict[str, Any]:
     """Converts a folder of episode files (npz / hdf5, one per episode) into trajectory shards.
 
@@ -135,6 +140,8 @@ def convert_episodes(
         episodes_per_shard: samples per tar.
         fps: control frequency recorded in the samples.
         progress: tqdm bar.
+        lossless: store the frames exactly (`encode_mp4(lossless=True)`, several times larger): for rendered
+            simulator frames that a planner will later see uncompressed.
 
     Returns:
         Summary: `episodes`, `frames`, `shards` (paths), `action_dim`, `state_dim`, `skipped` ({file: reason}).
@@ -152,7 +159,9 @@ def convert_episodes(
         for index, path in enumerate(tqdm(files, desc="episodes", unit="ep", disable=not progress)):
             try:
                 ep = read_episode(path)
-                sample = trajectory_sample(f"ep{index:07d}", **ep, fps=fps, source=os.path.relpath(path, input_dir))
+                sample = trajectory_sample(
+                    f"ep{index:07d}", **ep, fps=fps, lossless=lossless, source=os.path.relpath(path, input_dir)
+                )
             except (ValueError, OSError) as exn:
                 summary["skipped"][path] = str(exn)
                 continue

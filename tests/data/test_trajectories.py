@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+import tarfile
 from pathlib import Path
 
 import h5py
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from jepa.data.decode import decode_clip
 from jepa.data.trajectories import (
     TrajectoryDataModule,
     TrajectoryWindowDataset,
@@ -53,6 +55,18 @@ def test_converter_summary(converted):
     assert (converted["action_dim"], converted["state_dim"]) == (3, 3)
     assert len(converted["shards"]) == 2
     assert list(converted["skipped"]) and "missing ['actions', 'states']" in next(iter(converted["skipped"].values()))
+
+
+def test_converter_lossless_keeps_the_exact_frames(tmp_path):
+    ep = episode(0)
+    for t in range(T):  # a small saturated dot: H.264's yuv420p would smear its colour
+        ep["frames"][t, 5:8, 2 + t : 5 + t] = (255, 64, 32)
+    np.savez(tmp_path / "ep.npz", **ep)
+    summary = convert_episodes(str(tmp_path), str(tmp_path / "shards"), progress=False, lossless=True)
+    with tarfile.open(summary["shards"][0]) as tar:
+        mp4 = next(tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".mp4"))
+    decoded = decode_clip(mp4, T, 1, torch.Generator().manual_seed(0)).numpy()
+    assert np.array_equal(decoded, ep["frames"])
 
 
 def test_window_actions_are_summed_over_the_step():
@@ -100,7 +114,6 @@ def test_two_rooms_datamodule(tmp_path):
 
 def test_two_rooms_episodes_share_layouts_by_scene(tmp_path):
     import json
-    import tarfile
 
     paths = make_two_rooms_shards(
         str(tmp_path), num_train=8, num_val=1, steps=4, episodes_per_layout=4, progress=False
