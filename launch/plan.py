@@ -68,12 +68,20 @@ def save_landscape(agent: MPCAgent, env, path: Path, extent: float, resolution: 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     image = ax.imshow(energy.T, origin="lower", extent=(-extent, extent, -extent, extent), cmap="viridis")
     ax.plot(*result.actions[0].tolist(), "r*", markersize=12, label="chosen")
-    ax.set(xlabel="first action x (px)", ylabel="first action y (px)", title="energy of the first action")
+    ax.set(xlabel="first action x", ylabel="first action y", title="energy of the first action")
     ax.legend(loc="upper right")
     fig.colorbar(image)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def landscape_extent(bounds) -> float:
+    """Half-width of the energy landscape's grid: the action bounds (norm limit, else per-dimension), else 3."""
+    if bounds.max_norm is not None:
+        return float(bounds.max_norm)
+    limits = [abs(float(v)) for bound in (bounds.low, bounds.high) if bound is not None for v in np.ravel(bound)]
+    return max(limits) if limits else 3.0
 
 
 def plan(cfg: DictConfig) -> dict:
@@ -93,7 +101,7 @@ def plan(cfg: DictConfig) -> dict:
     if cfg.energy_landscape:
         env.reset(cfg.seed)
         agent.set_goal(env.goal_image() if goal_file is None else goal_file)
-        save_landscape(agent, env, out / "energy_landscape.png", extent=float(planner.bounds.max_norm or 3.0))
+        save_landscape(agent, env, out / "energy_landscape.png", extent=landscape_extent(planner.bounds))
     rows = []
     for i in tqdm(range(cfg.episodes), desc=f"planning ({type(planner).__name__})", unit="episode"):
         result = run_episode(agent, env, cfg.seed + i, cfg.max_env_steps, goal_image=goal_file)

@@ -83,7 +83,7 @@ def test_unknown_experiment_lists_valid_names():
 @pytest.mark.parametrize("planner", ["cem", "mppi"])
 def test_planning_configs_build_their_planners(planner):
     sys.path.insert(0, str(REPO / "launch"))
-    import plan  # noqa: F401  (registers the `mul` resolver)
+    import plan  # registers the `mul` resolver
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         two_rooms = compose("plan", overrides=[f"planner={planner}", "checkpoint=x"])
@@ -93,6 +93,7 @@ def test_planning_configs_build_their_planners(planner):
     assert instantiate(two_rooms.planner).bounds.max_norm == pytest.approx(4 * 2.45)
     bounds = instantiate(point_maze.planner).bounds
     assert (bounds.low, bounds.high, bounds.max_norm) == (-10.0, 10.0, None)
+    assert plan.landscape_extent(bounds) == 10.0  # the energy landscape spans the whole action box
     assert point_maze.env._target_.endswith("PointMazeAdapter") and point_maze.max_env_steps == 300
     assert point_maze.checkpoint.endswith("pointmaze_ac/checkpoints/last.ckpt")
     assert energy.data.shards.endswith("point_maze/train/shard-*.tar") and energy.data.frames_per_clip == 11
