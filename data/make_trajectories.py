@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=10, help="control frequency of the episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=64)
     parser.add_argument(
-        "--lossless", action="store_true", help="exact frames (for rendered simulator frames; several times larger)"
+        "--lossless", action="store_true", help="exact frames (for rendered simulator frames; larger files)"
     )
     args = parser.parse_args()
     start = time.perf_counter()

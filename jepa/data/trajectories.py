@@ -140,7 +140,7 @@ def convert_episodes(
         episodes_per_shard: samples per tar.
         fps: control frequency recorded in the samples.
         progress: tqdm bar.
-        lossless: store the frames exactly (`encode_mp4(lossless=True)`, several times larger): for rendered
+        lossless: store the frames exactly (`encode_mp4(lossless=True)`; larger files: PointMaze's 256 episodes take 8.3 MB instead of 4.8 MB): for rendered
             simulator frames that a planner will later see uncompressed.
 
     Returns:
