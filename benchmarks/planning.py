@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -63,7 +64,7 @@ def planners(args: argparse.Namespace) -> dict:
     if args.env == "pointmaze":  # a planned action sums action_repeat forces in [-1, 1]
         bounds = ActionBounds(low=-float(args.action_repeat), high=float(args.action_repeat))
     else:  # a planned action sums action_repeat displacements of norm <= 2.45
-        bounds = ActionBounds(max_norm=args.action_repeat * MAX_STEP)
+        bounds = ActionBounds(max_norm=args.action_repeat * args.max_step)
     return {
         "cem": CEMPlanner(
             args.horizon, 2, args.samples, args.elites, args.iterations, init_std=args.std, min_std=0.3, bounds=bounds
@@ -102,6 +103,12 @@ def main() -> None:
         default=None,
         help="environment steps per planned action: the world model's frame_step (Two Rooms 4, PointMaze 10)",
     )
+    parser.add_argument(
+        "--max-step",
+        type=float,
+        default=MAX_STEP,
+        help="Two Rooms: the planner's norm limit per environment step (the environment clips at 2.45 px)",
+    )
     parser.add_argument("--reduce", default="sum", choices=("sum", "final"))
     parser.add_argument(
         "--energy-head", default=None, help="a `launch/train_energy_head.py` checkpoint: plan on its embeddings"
@@ -135,7 +142,7 @@ def main() -> None:
                         learned[policy],
                         world_model.encoder.img_size,
                         args.action_repeat,
-                        max_env_action_norm=None if pointmaze else MAX_STEP,
+                        max_env_action_norm=None if pointmaze else args.max_step,
                         reduce=args.reduce,
                         energy_head=energy_head,
                         latent_weight=args.latent_weight,
@@ -144,6 +151,14 @@ def main() -> None:
                     episodes.append({"seed": seed, **result.summary()})
                 else:
                     episodes.append(scripted_episode(env, seed, policy, args.max_steps))
+                if policy in learned:  # a learned episode takes most of a minute on a CPU: show progress
+                    e = episodes[-1]
+                    print(
+                        f"{layout} {policy} seed {seed}: {'success' if e['success'] else 'miss'}, "
+                        f"final distance {e['final_distance']:.2f}, {e['seconds']:.1f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             row = {
                 "layout": layout,
                 "policy": policy,

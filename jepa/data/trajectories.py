@@ -228,13 +228,16 @@ def make_two_rooms_shards(
     progress: bool = True,
     episodes_per_layout: int = 1,
     lossless: bool = False,
+    speed_range: tuple[float, float] | None = None,
+    bump_fraction: float = 0.0,
 ) -> dict[str, list[str]]:
     """Generates random-walk Two Rooms trajectories into `out_dir/{train,val}/shard-*.tar` (manifest written last).
 
     Frames are 64x64 (the env's 65x65 minus its last row/column), actions are 2-D displacements in px, states the
     (x, y) position in px. Each episode's json holds its `layout` and a `scene` id shared by the episodes of one
     layout: with `episodes_per_layout` > 1 consecutive episodes walk in the same random layout (what the planning
-    energy head trains on, batched by scene). `lossless` stores the frames exactly (`encode_mp4`).
+    energy head trains on, batched by scene). `lossless` stores the frames exactly (`encode_mp4`). `speed_range`
+    and `bump_fraction` go to `random_walk` (walks at up to the planner's speed, walks into the wall).
     Returns `{"train": paths, "val": paths}`.
     """
     settings = dict(num_train=num_train, num_val=num_val, steps=steps, fixed_layout=fixed_layout, seed=seed)
@@ -243,6 +246,11 @@ def make_two_rooms_shards(
         settings["episodes_per_layout"] = episodes_per_layout
     if lossless:
         settings["lossless"] = True
+    if speed_range is not None:
+        speed_range = (float(speed_range[0]), float(speed_range[1]))
+        settings["speed_range"] = list(speed_range)
+    if bump_fraction:
+        settings["bump_fraction"] = bump_fraction
     manifest_path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)
@@ -256,7 +264,9 @@ def make_two_rooms_shards(
         for i in range(count):
             if episodes_per_layout > 1 and i % episodes_per_layout == 0:
                 shared = sample_layout(rng, fixed_layout)
-            walk = random_walk(rng, steps, fixed_layout, layout=shared)
+            walk = random_walk(
+                rng, steps, fixed_layout, layout=shared, speed_range=speed_range, bump_fraction=bump_fraction
+            )
             crossings += crossed_door(walk["states"], Layout(*walk["layout"]))
             layout = [int(v) for v in walk["layout"]]
             scene = 0 if fixed_layout else i // episodes_per_layout
@@ -301,8 +311,12 @@ def ensure_two_rooms_shards(out_dir: str, **kwargs: Any) -> dict[str, list[str]]
             "seed": 0,
             "episodes_per_layout": 1,
             "lossless": False,
+            "speed_range": None,
+            "bump_fraction": 0.0,
         }
         wanted = {**defaults, **{k: v for k, v in kwargs.items() if k in defaults}}
+        if wanted["speed_range"] is not None:  # a Hydra ListConfig or tuple compares to the manifest's list
+            wanted["speed_range"] = [float(v) for v in wanted["speed_range"]]
         paths = {k: [os.path.join(out_dir, p) for p in v] for k, v in manifest["shards"].items()}
         if {**defaults, **manifest["settings"]} == wanted and all(
             os.path.isfile(p) for v in paths.values() for p in v

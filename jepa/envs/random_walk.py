@@ -3,13 +3,30 @@
 The heading drifts with von Mises noise, the step length is about 1 +/- 0.4 px, and about a third of the walks
 start in front of the door heading through it, so that crossings are well represented. Walls stop the agent
 exactly as in the environment (`two_rooms.move`).
+
+A planner that moves at the environment's full 2.45 px per step asks the world model about displacements and wall
+collisions that eb_jepa's slow walks never show: `speed_range` draws each walk's mean step length from a range
+(up to the step limit) and `bump_fraction` starts some walks in front of the wall, away from the door, heading
+into it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from jepa.envs.two_rooms import WALL_HALF, Layout, move, render, sample_in_room, sample_layout
+from jepa.envs.two_rooms import (
+    BORDER,
+    DOOR_HALF,
+    MAX_STEP,
+    ROOM_MARGIN,
+    SIZE,
+    WALL_HALF,
+    Layout,
+    move,
+    render,
+    sample_in_room,
+    sample_layout,
+)
 
 
 def random_walk(
@@ -21,6 +38,8 @@ def random_walk(
     step_mean: float = 1.0,
     step_std: float = 0.4,
     layout: Layout | None = None,
+    speed_range: tuple[float, float] | None = None,
+    bump_fraction: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """One trajectory of `steps` actions (steps + 1 frames).
 
@@ -32,6 +51,10 @@ def random_walk(
         kappa: von Mises concentration of the per-step heading change (larger = straighter).
         step_mean, step_std: step length distribution in px (clipped at 0).
         layout: walk in this layout instead of drawing one (`fixed_layout` is then ignored).
+        speed_range: draw this walk's mean step length uniformly from [low, high] px instead of `step_mean`;
+            step lengths are then clipped to the environment's 2.45 px.
+        bump_fraction: share of walks started 2-8 px in front of the wall, at least 3 px above or below the door,
+            heading into it (drawn after the door walks: the two shares add up).
 
     Returns:
         `frames` (steps+1, 65, 65, 3) uint8, `actions` (steps, 2) float32 displacements,
@@ -39,7 +62,16 @@ def random_walk(
     """
     if layout is None:
         layout = sample_layout(rng, fixed_layout)
-    if rng.random() < door_fraction:
+    if speed_range is not None:
+        step_mean = float(rng.uniform(*speed_range))
+    start = rng.random()
+    if start >= door_fraction and start < door_fraction + bump_fraction:
+        side = -1.0 if rng.random() < 0.5 else 1.0
+        pos = np.array(
+            [layout.wall_x + side * rng.uniform(WALL_HALF + 2.0, WALL_HALF + 8.0), _off_door_y(rng, layout)]
+        )
+        heading = (0.0 if side < 0 else np.pi) + rng.uniform(-0.5, 0.5)
+    elif start < door_fraction:
         side = -1.0 if rng.random() < 0.5 else 1.0
         offset = rng.uniform(WALL_HALF + 2.0, WALL_HALF + 8.0)
         pos = np.array([layout.wall_x + side * offset, layout.door_y + rng.uniform(-2.0, 2.0)])
@@ -51,6 +83,8 @@ def random_walk(
     for _ in range(steps):
         heading += rng.vonmises(0.0, kappa)
         length = max(rng.normal(step_mean, step_std), 0.0)
+        if speed_range is not None:
+            length = min(length, MAX_STEP)
         action = length * np.array([np.cos(heading), np.sin(heading)])
         pos = move(layout, pos, action)
         positions.append(pos)
@@ -62,6 +96,17 @@ def random_walk(
         "states": states,
         "layout": np.array([layout.wall_x, layout.door_y]),
     }
+
+
+def _off_door_y(rng: np.random.Generator, layout: Layout) -> float:
+    """A row in front of the wall's solid part: inside the room, at least 3 px beyond the door's edge."""
+    low, high = BORDER + ROOM_MARGIN, SIZE - 1 - BORDER - ROOM_MARGIN  # as `sample_in_room`
+    above = (low, layout.door_y - DOOR_HALF - 3.0)
+    below = (layout.door_y + DOOR_HALF + 3.0, high)
+    spans = [r for r in (above, below) if r[1] > r[0]]
+    weights = np.array([r[1] - r[0] for r in spans])
+    lo, hi = spans[int(rng.choice(len(spans), p=weights / weights.sum()))]
+    return float(rng.uniform(lo, hi))
 
 
 def crossed_door(states: np.ndarray, layout: Layout) -> bool:

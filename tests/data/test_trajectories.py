@@ -112,6 +112,20 @@ def test_two_rooms_datamodule(tmp_path):
     assert batch["scene"].shape == (2,) and bool((batch["scene"] >= 0).all())
 
 
+def test_two_rooms_fast_walk_settings_are_kept_and_reused(tmp_path):
+    from omegaconf import OmegaConf
+
+    embedded = dict(num_train=2, num_val=1, steps=8, speed_range=(2.0, 2.45), bump_fraction=0.5, progress=False)
+    paths = ensure_two_rooms_shards(str(tmp_path), **embedded)
+    stamp = Path(paths["train"][0]).stat().st_mtime_ns
+    # Hydra hands the range over as a ListConfig: it must match the manifest's list, not regenerate the shards
+    again = {**embedded, "speed_range": OmegaConf.create([2.0, 2.45])}
+    assert ensure_two_rooms_shards(str(tmp_path), **again) == paths
+    assert Path(paths["train"][0]).stat().st_mtime_ns == stamp
+    ensure_two_rooms_shards(str(tmp_path), **{**embedded, "speed_range": (0.5, 2.45)})  # other settings: rewritten
+    assert Path(paths["train"][0]).stat().st_mtime_ns != stamp
+
+
 def test_two_rooms_episodes_share_layouts_by_scene(tmp_path):
     import json
 

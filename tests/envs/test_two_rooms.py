@@ -85,3 +85,21 @@ def test_random_walks_cross_the_door_often():
     assert w["frames"].shape == (33, SIZE, SIZE, 3) and w["actions"].shape == (32, 2) and w["states"].shape == (33, 2)
     steps = np.linalg.norm(w["actions"], axis=1)
     assert 0.5 < steps.mean() < 1.5
+
+
+def test_fast_walks_reach_the_step_limit_and_bump_walks_push_into_the_wall():
+    rng = np.random.default_rng(0)
+    fast = [random_walk(rng, steps=16, speed_range=(2.0, 2.45)) for _ in range(10)]
+    lengths = np.concatenate([np.linalg.norm(w["actions"], axis=1) for w in fast])
+    assert lengths.max() <= MAX_STEP + 1e-5 and lengths.mean() > 1.8
+    # a latent step of 4 such steps spans what the planner asks for (up to 4 x 2.45 px)
+    assert max(np.linalg.norm(w["states"][4] - w["states"][0]) for w in fast) > 7.0
+
+    bumps = [random_walk(rng, steps=8, bump_fraction=1.0, door_fraction=0.0, kappa=50.0) for _ in range(20)]
+    for w in bumps:
+        layout = Layout(*w["layout"])
+        x, y = w["states"][0]
+        assert 2.0 <= abs(x - layout.wall_x) <= 10.0 and abs(y - layout.door_y) >= 7.0
+        assert {layout.room(v) for v in w["states"][:, 0]} == {layout.room(x)}  # the wall stops every walk
+    blocked = sum(int(np.all(w["states"][-1] == w["states"][-2])) for w in bumps)
+    assert blocked >= 15  # heading straight at the wall, nearly all are pressed against it by the end
