@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jepa.checkpoints import load_encoder, load_world_model
-from jepa.tasks.energy import collect_latents, train_energy_head
+from jepa.tasks.energy import collect_latents, collect_predictions, train_energy_head
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -42,14 +42,27 @@ def run(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     start = time.perf_counter()
-    latents, scenes = collect_latents(encoder, datamodule.train_dataloader(), cfg.num_windows)
+    windows = collect_latents(encoder, datamodule.train_dataloader(), cfg.num_windows)
+    predictions = None
+    if cfg.prediction_coeff:  # the head also learns to read the world model's own rollouts
+        predictions = collect_predictions(
+            load_world_model(cfg.checkpoint), windows, list(cfg.prediction_starts), cfg.prediction_horizon
+        )
     encode_seconds = time.perf_counter() - start
-    print(f"cached {tuple(latents.shape)} latents in {encode_seconds:.0f} s; training the head", flush=True)
-    if cfg.batch_by_scene and bool((scenes < 0).any()):
+    print(f"cached {tuple(windows.latents.shape)} latents in {encode_seconds:.0f} s; training the head", flush=True)
+    if cfg.batch_by_scene and bool((windows.scenes < 0).any()):
         raise ValueError("batch_by_scene=true needs a `scene` id in every episode's json; set batch_by_scene=false")
     start = time.perf_counter()
     keys = ("steps", "batch_size", "lr", "weight_decay", "sim_coeff", "std_coeff", "cov_coeff", "seed")
-    log = train_energy_head(head, latents, **{k: cfg[k] for k in keys}, scenes=scenes if cfg.batch_by_scene else None)
+    log = train_energy_head(
+        head,
+        windows.latents,
+        **{k: cfg[k] for k in keys},
+        scenes=windows.scenes if cfg.batch_by_scene else None,
+        predictions=predictions,
+        prediction_starts=list(cfg.prediction_starts),
+        prediction_coeff=cfg.prediction_coeff,
+    )
     train_seconds = time.perf_counter() - start
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ def test_starts_in_front_of_the_wall_are_blocked_unless_at_the_door():
     blocked = np.linalg.norm(ends - starts, axis=1) < 0.6 * 4 * MAX_STEP
     assert blocked[wall_starts].mean() > 0.5  # most wall starts face the wall's solid part
     # every end is where four equal environment steps take the agent, never inside or across the wall
-    for start, action, end in zip(starts, actions, ends):
+    for start, action, end in zip(starts, actions, ends, strict=True):
         position = start
         for _ in range(4):
             position = move(layout, position, action / 4)

@@ -12,7 +12,7 @@ from jepa.losses import slow_feature_loss
 from jepa.models.energy_head import LatentEnergyHead
 from jepa.planning.energy import embedding_energy
 from jepa.planning.mpc import LatentCost
-from jepa.tasks.energy import collect_latents, train_energy_head
+from jepa.tasks.energy import CachedWindows, collect_latents, collect_predictions, train_energy_head
 
 CELLS = 12  # a corridor of 12 tokens; the agent occupies one
 
@@ -128,11 +128,56 @@ def test_collect_latents_keeps_the_first_windows():
             return frames.mean((2, 3)).unsqueeze(1).expand(-1, 2, -1) + torch.arange(2.0).view(1, 2, 1)
 
     batches = [{"video": torch.rand(3, 3, 4, 8, 8), "scene": torch.tensor([i, i, 7])} for i in range(3)]
-    latents, scenes = collect_latents(MeanEncoder(), batches, num_windows=5, chunk=8)
+    for i, batch in enumerate(batches):
+        batch["actions"], batch["states"] = torch.full((3, 3, 2), float(i)), torch.full((3, 4, 2), float(i))
+    latents, scenes, actions, states = collect_latents(MeanEncoder(), batches, num_windows=5, chunk=8)
     assert latents.shape == (5, 4, 2, 3) and scenes.tolist() == [0, 0, 7, 1, 1]
+    assert actions.shape == (5, 3, 2) and states.shape == (5, 4, 2) and actions[:, 0, 0].tolist() == [0, 0, 0, 1, 1]
     assert torch.allclose(latents[3], collect_latents(MeanEncoder(), batches[1:], num_windows=1)[0][0])
-    _, scenes = collect_latents(MeanEncoder(), [{"video": torch.rand(2, 3, 2, 8, 8)}], num_windows=2)
-    assert scenes.tolist() == [-1, -1]  # no scene ids in the data
+    plain = collect_latents(MeanEncoder(), [{"video": torch.rand(2, 3, 2, 8, 8)}], num_windows=2)
+    assert plain.scenes.tolist() == [-1, -1] and plain.actions is None  # no scene ids, no actions in the data
+
+
+def test_collect_predictions_rolls_out_from_each_start():
+    g = torch.Generator().manual_seed(0)
+    latents, actions = torch.randn(5, 7, 3, 2, generator=g), torch.randn(5, 6, 2, generator=g)
+    cached = CachedWindows(latents, torch.full((5,), -1), actions, torch.zeros(5, 7, 2))
+    predicted = collect_predictions(ShiftWorldModel(), cached, starts=[0, 3], horizon=3, chunk=2)
+    assert predicted.shape == (5, 2, 3, 3, 2)
+    # [w, i, h] predicts frame starts[i] + 1 + h: ShiftWorldModel adds the actions taken since the start
+    expected = latents[:, 3:4] + actions[:, 3:6].cumsum(1).unsqueeze(2)
+    assert torch.allclose(predicted[:, 1], expected)
+    with pytest.raises(ValueError, match="run past windows of 7 frames"):
+        collect_predictions(ShiftWorldModel(), cached, starts=[4], horizon=3)
+    with pytest.raises(ValueError, match="needs the windows' actions and states"):
+        collect_predictions(ShiftWorldModel(), cached._replace(actions=None), starts=[0], horizon=1)
+
+
+def test_prediction_term_teaches_the_head_what_blurred_predictions_mean():
+    # The world model predicts a faded agent (a blend, as where it is unsure). Without the prediction term the
+    # head places the faded frame far from the frame it predicts; with it, near.
+    g = torch.Generator().manual_seed(0)
+    positions = random_walks(256, 8, g)
+    latents = corridor_latents(positions, g)  # (256, 8, CELLS, 4)
+    starts, horizon = [0, 3], 4
+
+    def faded(p: torch.Tensor) -> torch.Tensor:
+        return 0.3 * corridor_latents(p, g, noise=0.0) + 0.7 * corridor_latents(torch.zeros_like(p), g, noise=0.0)
+
+    targets = torch.stack([positions[:, s + 1 : s + 1 + horizon] for s in starts], 1)  # (256, 2, 4)
+    predictions = faded(targets)
+    grid, blurred = corridor_latents(torch.arange(CELLS), g, noise=0.0), faded(torch.arange(CELLS))
+    ratios = {}
+    for coeff in (0.0, 12.0):
+        torch.manual_seed(0)
+        head = LatentEnergyHead(num_tokens=CELLS, embed_dim=4, hidden_dim=64, out_dim=8)
+        log = train_energy_head(head, latents, 400, 32, lr=3e-3, seed=0, predictions=predictions,
+                                prediction_starts=starts, prediction_coeff=coeff)  # fmt: skip
+        with torch.no_grad():
+            clean, fade = head(grid), head(blurred)
+        step = (clean[1:] - clean[:-1]).norm(dim=1).mean()  # one corridor cell
+        ratios[coeff] = float((fade - clean).norm(dim=1).mean() / step)
+    assert "pred" in log[-1] and ratios[12.0] < 0.5 and ratios[0.0] > 2 * ratios[12.0], ratios
 
 
 def test_loading_a_checkpoint_without_a_head_is_a_clear_error(tmp_path):
