@@ -5,7 +5,7 @@ start in front of the door heading through it, so that crossings are well repres
 exactly as in the environment (`two_rooms.move`).
 
 A planner that moves at the environment's full 2.45 px per step asks the world model about displacements and wall
-collisions that eb_jepa's slow walks never show: `speed_range` draws each walk's mean step length from a range
+collisions that eb_jepa's slow walks show only at walking pace: `speed_range` draws each walk's mean step length from a range
 (up to the step limit) and `bump_fraction` starts some walks in front of the wall, away from the door, heading
 into it.
 """
@@ -53,7 +53,7 @@ def random_walk(
         layout: walk in this layout instead of drawing one (`fixed_layout` is then ignored).
         speed_range: draw this walk's mean step length uniformly from [low, high] px instead of `step_mean`;
             step lengths are then clipped to the environment's 2.45 px.
-        bump_fraction: share of walks started 2-8 px in front of the wall, at least 3 px above or below the door,
+        bump_fraction: share of walks started 3-9 px from the wall's centre line, at least 3 px above or below the door,
             heading into it (drawn after the door walks: the two shares add up).
 
     Returns:
