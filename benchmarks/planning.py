@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--env", default="tworooms", choices=("tworooms", "pointmaze"))
     parser.add_argument("--maze", default="UMaze", help="PointMaze maze: UMaze, Medium or Large")
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="episodes use seeds first-seed .. + episodes - 1")
     parser.add_argument("--max-steps", type=int, default=None, help="environment steps (Two Rooms 200, PointMaze 300)")
     parser.add_argument("--layouts", default="fixed,random", help="Two Rooms walls: fixed and/or random")
     parser.add_argument("--policies", default="cem,mppi,random,oracle")
@@ -135,7 +136,7 @@ def main() -> None:
         env = PointMazeAdapter(args.maze) if pointmaze else TwoRoomsAdapter(fixed_layout=layout == "fixed")
         for policy in args.policies.split(","):
             episodes = []
-            for seed in range(args.episodes):
+            for seed in range(args.first_seed, args.first_seed + args.episodes):
                 if policy in learned:
                     agent = MPCAgent(
                         world_model,
