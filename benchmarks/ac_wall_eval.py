@@ -70,8 +70,8 @@ def main() -> None:
             raise SystemExit(f"--sizes: {size} px exceeds {args.frame_step} x {MAX_STEP} px, what the env allows")
         starts, actions, ends = starts_and_outcomes(rng, layout, size, args.count, args.frame_step)
         before, after = encode(starts), encode(ends)
-        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731
-        predicted = model.rollout(before.unsqueeze(1), as_tensor(actions), as_tensor(starts))[:, 0]
+        one_step = lambda a: torch.as_tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731  (B, 2) -> (B, 1, 2)
+        predicted = model.rollout(before.unsqueeze(1), one_step(actions), one_step(starts))[:, 0]
         error = (predicted - after).abs().mean((1, 2)).numpy()
         repeat = (before - after).abs().mean((1, 2)).numpy()
         blocked = np.linalg.norm(ends - starts, axis=1) < 0.6 * size

@@ -49,7 +49,11 @@ def run(cfg: DictConfig) -> dict:
             load_world_model(cfg.checkpoint), windows, list(cfg.prediction_starts), cfg.prediction_horizon
         )
     encode_seconds = time.perf_counter() - start
-    print(f"cached {tuple(windows.latents.shape)} latents in {encode_seconds:.0f} s; training the head", flush=True)
+    rollouts = "" if predictions is None else f" and {tuple(predictions.shape)} world-model rollouts"
+    print(
+        f"cached {tuple(windows.latents.shape)} latents{rollouts} in {encode_seconds:.0f} s; training the head",
+        flush=True,
+    )
     if cfg.batch_by_scene and bool((windows.scenes < 0).any()):
         raise ValueError("batch_by_scene=true needs a `scene` id in every episode's json; set batch_by_scene=false")
     start = time.perf_counter()
