@@ -67,7 +67,15 @@ def planners(args: argparse.Namespace) -> dict:
         bounds = ActionBounds(max_norm=args.action_repeat * args.max_step)
     return {
         "cem": CEMPlanner(
-            args.horizon, 2, args.samples, args.elites, args.iterations, init_std=args.std, min_std=0.3, bounds=bounds
+            args.horizon,
+            2,
+            args.samples,
+            args.elites,
+            args.iterations,
+            init_std=args.std,
+            min_std=0.3,
+            bounds=bounds,
+            straight_lines=args.straight_lines,
         ),
         "mppi": MPPIPlanner(
             args.horizon,
@@ -97,6 +105,12 @@ def main() -> None:
     parser.add_argument("--elites", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--std", type=float, default=3.0)
+    parser.add_argument(
+        "--straight-lines",
+        type=int,
+        default=0,
+        help="CEM: also score constant full-speed plans in this many directions (and standing still) first",
+    )
     parser.add_argument("--temperature", type=float, default=0.002)
     parser.add_argument(
         "--action-repeat",

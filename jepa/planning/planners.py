@@ -41,6 +41,15 @@ class ActionBounds:
         return actions
 
 
+def straight_line_plans(horizon: int, directions: int, length: float) -> torch.Tensor:
+    """(directions + 1, H, 2) plans: the same 2-D action of norm `length` at every step, in `directions` evenly spaced
+    directions, and standing still. Fixed proposals that let a local search consider every heading at full speed."""
+    angles = torch.arange(directions, dtype=torch.float32) * (2 * torch.pi / directions)
+    steps = length * torch.stack((angles.cos(), angles.sin()), dim=-1)  # (directions, 2)
+    steps = torch.cat((steps, steps.new_zeros(1, 2)))
+    return steps.unsqueeze(1).expand(-1, horizon, -1).clone()
+
+
 def shift_plan(plan: torch.Tensor, steps: int = 1) -> torch.Tensor:
     """(H, A) plan without its first `steps` actions, padded at the end by repeating the last one (a warm start)."""
     if steps <= 0:
@@ -71,6 +80,10 @@ class CEMPlanner:
         min_std: the standard deviation never falls below this (keeps exploring).
         momentum: new mean/std = momentum * old + (1 - momentum) * elite statistics.
         bounds: `ActionBounds` applied to every sample.
+        straight_lines: > 0 (2-D actions with `bounds.max_norm` only): the first iteration also scores
+            `straight_line_plans` in this many directions at the norm limit, and standing still, in place of as many
+            random samples. Warm-started from the previous plan, CEM searches near it and misses a turn the previous
+            plan did not make (along a wall toward a door); the straight lines put every heading in the first elites.
     """
 
     def __init__(
@@ -84,6 +97,7 @@ class CEMPlanner:
         min_std: float = 0.05,
         momentum: float = 0.0,
         bounds: ActionBounds | None = None,
+        straight_lines: int = 0,
     ) -> None:
         if not 0 < elites <= samples:
             raise ValueError(f"CEM needs 0 < elites <= samples, got elites={elites}, samples={samples}")
@@ -91,6 +105,16 @@ class CEMPlanner:
         self.samples, self.elites, self.iterations = samples, elites, iterations
         self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
         self.bounds = bounds or ActionBounds()
+        self.proposals = None
+        if straight_lines:
+            if action_dim != 2 or self.bounds.max_norm is None:
+                raise ValueError(
+                    f"straight_lines={straight_lines} needs 2-D actions and bounds with a max_norm (got action_dim="
+                    f"{action_dim}, max_norm={self.bounds.max_norm}); set straight_lines=0 otherwise"
+                )
+            if straight_lines + 2 > samples:
+                raise ValueError(f"straight_lines={straight_lines} leaves no random samples of samples={samples}")
+            self.proposals = straight_line_plans(horizon, straight_lines, self.bounds.max_norm)
 
     def plan(
         self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -99,9 +123,13 @@ class CEMPlanner:
         mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
         std = torch.as_tensor(self.init_std, dtype=mean.dtype).expand_as(mean).clone()
         best, best_cost, history = self.bounds.project(mean), float("inf"), []
-        for _ in range(self.iterations):
-            noise = torch.randn(self.samples - 1, *mean.shape, generator=generator, dtype=mean.dtype)
-            candidates = self.bounds.project(torch.cat((mean.unsqueeze(0), mean + std * noise)))
+        for iteration in range(self.iterations):
+            fixed = [mean.unsqueeze(0)]
+            if iteration == 0 and self.proposals is not None:
+                fixed.append(self.proposals.to(mean.dtype))
+            count = self.samples - sum(len(f) for f in fixed)
+            noise = torch.randn(count, *mean.shape, generator=generator, dtype=mean.dtype)
+            candidates = self.bounds.project(torch.cat((*fixed, mean + std * noise)))
             costs = cost(candidates.to(_device_of(cost, candidates))).float().cpu()
             order = costs.argsort()
             if float(costs[order[0]]) < best_cost:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jepa.planning.planners import ActionBounds, CEMPlanner, MPPIPlanner, shift_plan
+from jepa.planning.planners import ActionBounds, CEMPlanner, MPPIPlanner, shift_plan, straight_line_plans
 
 
 def quadratic(target: torch.Tensor):
@@ -92,3 +92,34 @@ def test_bad_settings_are_clear_errors():
         CEMPlanner(2, 2, samples=8, elites=16)
     with pytest.raises(ValueError, match="temperature"):
         MPPIPlanner(2, 2, temperature=0.0)
+
+
+def test_straight_lines_let_a_warm_started_cem_turn():
+    # a shallow basin around the previous plan (standing still) and a deep, narrow one at full speed "up": a local
+    # search from the warm start never samples it; the straight-line proposals put that heading in the first elites
+    well = torch.tensor([0.0, 4.0])
+
+    def cost(actions: torch.Tensor) -> torch.Tensor:
+        near_start = 1 - 0.5 * torch.exp(-actions.square().sum(-1))
+        into_well = 1 - torch.exp(-(actions - well).square().sum(-1) / 0.5)
+        return torch.minimum(near_start, into_well).sum(1)
+
+    bounds = ActionBounds(max_norm=4.0)
+    init = torch.zeros(2, 2)
+    local = CEMPlanner(2, 2, samples=32, elites=4, iterations=3, init_std=0.3, bounds=bounds)
+    turning = CEMPlanner(2, 2, samples=32, elites=4, iterations=3, init_std=0.3, bounds=bounds, straight_lines=8)
+    stuck = local.plan(cost, init, torch.Generator().manual_seed(0))
+    turned = turning.plan(cost, init, torch.Generator().manual_seed(0))
+    assert stuck.actions.norm(dim=-1).max() < 1.5 and stuck.cost > 0.9
+    assert (turned.actions - well).norm(dim=-1).max() < 0.3 and turned.cost < 0.1
+    assert turned.actions.norm(dim=-1).max() <= 4.0 + 1e-5
+
+
+def test_straight_lines_need_2d_actions_with_a_norm_limit():
+    with pytest.raises(ValueError, match="max_norm"):
+        CEMPlanner(2, 2, straight_lines=8, bounds=ActionBounds(low=-1.0, high=1.0))
+    with pytest.raises(ValueError, match="action_dim=3"):
+        CEMPlanner(2, 3, straight_lines=8, bounds=ActionBounds(max_norm=1.0))
+    plans = straight_line_plans(3, 4, 2.0)
+    assert plans.shape == (5, 3, 2) and torch.allclose(plans[:4].norm(dim=-1), torch.full((4, 3), 2.0))
+    assert plans[4].abs().max() == 0
