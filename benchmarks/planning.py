@@ -108,8 +108,9 @@ def main() -> None:
     parser.add_argument(
         "--straight-lines",
         type=int,
-        default=0,
-        help="CEM: also score constant full-speed plans in this many directions (and standing still) first",
+        default=None,
+        help="CEM: also score constant full-speed plans in this many directions (and standing still) first "
+        "(default: Two Rooms 16, PointMaze 0; rows in BENCHMARKS.md before session 10 ran with 0)",
     )
     parser.add_argument("--temperature", type=float, default=0.002)
     parser.add_argument(
@@ -137,6 +138,8 @@ def main() -> None:
     pointmaze = args.env == "pointmaze"
     if args.action_repeat is None:
         args.action_repeat = 10 if pointmaze else 4
+    if args.straight_lines is None:
+        args.straight_lines = 0 if pointmaze else 16
     if args.max_steps is None:
         args.max_steps = 300 if pointmaze else EPISODE_STEPS
     torch.set_grad_enabled(False)

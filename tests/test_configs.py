@@ -90,7 +90,12 @@ def test_planning_configs_build_their_planners(planner):
         point_maze = compose("plan_pointmaze", overrides=[f"planner={planner}"])
         energy = compose("energy_head_pointmaze")
     # Two Rooms: a planned action sums 4 displacements of norm <= 2.45; PointMaze: 10 forces in [-1, 1] per axis
-    assert instantiate(two_rooms.planner).bounds.max_norm == pytest.approx(4 * 2.45)
+    two_rooms_planner = instantiate(two_rooms.planner)
+    assert two_rooms_planner.bounds.max_norm == pytest.approx(4 * 2.45)
+    # CEM's straight lines (16 headings at full speed, and standing still) ship for Two Rooms only, where measured
+    lines = two_rooms_planner.proposals
+    assert (None if lines is None else tuple(lines.shape)) == ((17, 4, 2) if planner == "cem" else None)
+    assert instantiate(point_maze.planner).proposals is None
     bounds = instantiate(point_maze.planner).bounds
     assert (bounds.low, bounds.high, bounds.max_norm) == (-10.0, 10.0, None)
     assert plan.landscape_extent(bounds) == 10.0  # the energy landscape spans the whole action box

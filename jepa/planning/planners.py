@@ -27,6 +27,16 @@ class ActionBounds:
     high: float | tuple[float, ...] | None = None
     max_norm: float | None = None
 
+    def reach(self) -> float | None:
+        """The largest action norm allowed in every direction: `max_norm`, else the nearest low/high limit (None
+        where a direction is unbounded)."""
+        if self.max_norm is not None:
+            return float(self.max_norm)
+        if self.low is None or self.high is None:
+            return None
+        limits = torch.cat((torch.as_tensor(self.low).flatten().abs(), torch.as_tensor(self.high).flatten().abs()))
+        return float(limits.min())
+
     def project(self, actions: torch.Tensor) -> torch.Tensor:
         """(..., A) actions clamped per dimension, then scaled down (direction kept) to norm <= max_norm."""
         if self.low is not None or self.high is not None:
@@ -80,8 +90,8 @@ class CEMPlanner:
         min_std: the standard deviation never falls below this (keeps exploring).
         momentum: new mean/std = momentum * old + (1 - momentum) * elite statistics.
         bounds: `ActionBounds` applied to every sample.
-        straight_lines: > 0 (2-D actions with `bounds.max_norm` only): the first iteration also scores
-            `straight_line_plans` in this many directions at the norm limit, and standing still, in place of as many
+        straight_lines: > 0 (2-D bounded actions only): the first iteration also scores `straight_line_plans` in
+            this many directions at `bounds.reach()`, and standing still, in place of as many
             random samples. Warm-started from the previous plan, CEM searches near it and misses a turn the previous
             plan did not make (along a wall toward a door); the straight lines put every heading in the first elites.
     """
@@ -105,16 +115,7 @@ class CEMPlanner:
         self.samples, self.elites, self.iterations = samples, elites, iterations
         self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
         self.bounds = bounds or ActionBounds()
-        self.proposals = None
-        if straight_lines:
-            if action_dim != 2 or self.bounds.max_norm is None:
-                raise ValueError(
-                    f"straight_lines={straight_lines} needs 2-D actions and bounds with a max_norm (got action_dim="
-                    f"{action_dim}, max_norm={self.bounds.max_norm}); set straight_lines=0 otherwise"
-                )
-            if straight_lines + 2 > samples:
-                raise ValueError(f"straight_lines={straight_lines} leaves no random samples of samples={samples}")
-            self.proposals = straight_line_plans(horizon, straight_lines, self.bounds.max_norm)
+        self.proposals = _straight_line_proposals(straight_lines, horizon, action_dim, samples, self.bounds)
 
     def plan(
         self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -124,12 +125,8 @@ class CEMPlanner:
         std = torch.as_tensor(self.init_std, dtype=mean.dtype).expand_as(mean).clone()
         best, best_cost, history = self.bounds.project(mean), float("inf"), []
         for iteration in range(self.iterations):
-            fixed = [mean.unsqueeze(0)]
-            if iteration == 0 and self.proposals is not None:
-                fixed.append(self.proposals.to(mean.dtype))
-            count = self.samples - sum(len(f) for f in fixed)
-            noise = torch.randn(count, *mean.shape, generator=generator, dtype=mean.dtype)
-            candidates = self.bounds.project(torch.cat((*fixed, mean + std * noise)))
+            proposals = self.proposals if iteration == 0 else None
+            candidates = _candidates(mean, std, self.samples, proposals, self.bounds, generator)
             costs = cost(candidates.to(_device_of(cost, candidates))).float().cpu()
             order = costs.argsort()
             if float(costs[order[0]]) < best_cost:
@@ -153,6 +150,7 @@ class MPPIPlanner:
         noise_decay: the perturbation shrinks by this factor after every iteration (1 = fixed noise); below 1 the
             later iterations refine instead of re-exploring.
         bounds: `ActionBounds` applied to every sample and to the weighted mean.
+        straight_lines: as `CEMPlanner`'s: the first iteration also weighs constant full-speed plans.
     """
 
     def __init__(
@@ -165,6 +163,7 @@ class MPPIPlanner:
         temperature: float = 0.01,
         noise_decay: float = 1.0,
         bounds: ActionBounds | None = None,
+        straight_lines: int = 0,
     ) -> None:
         if temperature <= 0:
             raise ValueError(f"MPPI temperature must be > 0, got {temperature}")
@@ -172,6 +171,7 @@ class MPPIPlanner:
         self.samples, self.iterations = samples, iterations
         self.noise_std, self.temperature, self.noise_decay = noise_std, temperature, noise_decay
         self.bounds = bounds or ActionBounds()
+        self.proposals = _straight_line_proposals(straight_lines, horizon, action_dim, samples, self.bounds)
 
     def plan(
         self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
@@ -180,9 +180,9 @@ class MPPIPlanner:
         mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
         std = torch.as_tensor(self.noise_std, dtype=mean.dtype).expand_as(mean)
         best, best_cost, history = self.bounds.project(mean), float("inf"), []
-        for _ in range(self.iterations):
-            noise = torch.randn(self.samples - 1, *mean.shape, generator=generator, dtype=mean.dtype)
-            candidates = self.bounds.project(torch.cat((mean.unsqueeze(0), mean + std * noise)))
+        for iteration in range(self.iterations):
+            proposals = self.proposals if iteration == 0 else None
+            candidates = _candidates(mean, std, self.samples, proposals, self.bounds, generator)
             costs = cost(candidates.to(_device_of(cost, candidates))).float().cpu()
             i = int(costs.argmin())
             if float(costs[i]) < best_cost:
@@ -196,6 +196,38 @@ class MPPIPlanner:
         if final <= best_cost:
             best, best_cost = mean, final
         return PlanResult(best, best_cost, history)
+
+
+def _straight_line_proposals(
+    straight_lines: int, horizon: int, action_dim: int, samples: int, bounds: ActionBounds
+) -> torch.Tensor | None:
+    """`straight_line_plans` at `bounds.reach()`, or None for 0; a clear error where they cannot be built."""
+    if not straight_lines:
+        return None
+    length = bounds.reach()
+    if action_dim != 2 or length is None:
+        raise ValueError(
+            f"straight_lines={straight_lines} needs 2-D actions with a norm limit or low/high bounds (got "
+            f"action_dim={action_dim}, bounds={bounds}); set straight_lines=0 otherwise"
+        )
+    if straight_lines + 2 > samples:
+        raise ValueError(f"straight_lines={straight_lines} leaves no random samples of samples={samples}")
+    return straight_line_plans(horizon, straight_lines, length)
+
+
+def _candidates(
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    samples: int,
+    proposals: torch.Tensor | None,
+    bounds: ActionBounds,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(samples, H, A) candidates within `bounds`: the mean, the fixed `proposals` (P, H, A) if any, and Gaussian
+    samples around the mean for the rest."""
+    fixed = [mean.unsqueeze(0)] + ([] if proposals is None else [proposals.to(mean.dtype)])
+    noise = torch.randn(samples - sum(len(f) for f in fixed), *mean.shape, generator=generator, dtype=mean.dtype)
+    return bounds.project(torch.cat((*fixed, mean + std * noise)))
 
 
 def _device_of(cost: Cost, default: torch.Tensor) -> torch.device:

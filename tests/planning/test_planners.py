@@ -94,7 +94,18 @@ def test_bad_settings_are_clear_errors():
         MPPIPlanner(2, 2, temperature=0.0)
 
 
-def test_straight_lines_let_a_warm_started_cem_turn():
+LOCAL_SEARCH = {
+    "cem": lambda bounds, lines: CEMPlanner(
+        2, 2, samples=32, elites=4, iterations=3, init_std=0.3, bounds=bounds, straight_lines=lines
+    ),
+    "mppi": lambda bounds, lines: MPPIPlanner(
+        2, 2, samples=32, iterations=3, noise_std=0.3, temperature=0.01, bounds=bounds, straight_lines=lines
+    ),
+}
+
+
+@pytest.mark.parametrize("make", LOCAL_SEARCH.values(), ids=LOCAL_SEARCH.keys())
+def test_straight_lines_let_a_warm_started_search_turn(make):
     # a shallow basin around the previous plan (standing still) and a deep, narrow one at full speed "up": a local
     # search from the warm start never samples it; the straight-line proposals put that heading in the first elites
     well = torch.tensor([0.0, 4.0])
@@ -106,8 +117,7 @@ def test_straight_lines_let_a_warm_started_cem_turn():
 
     bounds = ActionBounds(max_norm=4.0)
     init = torch.zeros(2, 2)
-    local = CEMPlanner(2, 2, samples=32, elites=4, iterations=3, init_std=0.3, bounds=bounds)
-    turning = CEMPlanner(2, 2, samples=32, elites=4, iterations=3, init_std=0.3, bounds=bounds, straight_lines=8)
+    local, turning = (make(bounds, lines) for lines in (0, 8))
     stuck = local.plan(cost, init, torch.Generator().manual_seed(0))
     turned = turning.plan(cost, init, torch.Generator().manual_seed(0))
     assert stuck.actions.norm(dim=-1).max() < 1.5 and stuck.cost > 0.9
@@ -115,11 +125,13 @@ def test_straight_lines_let_a_warm_started_cem_turn():
     assert turned.actions.norm(dim=-1).max() <= 4.0 + 1e-5
 
 
-def test_straight_lines_need_2d_actions_with_a_norm_limit():
-    with pytest.raises(ValueError, match="max_norm"):
-        CEMPlanner(2, 2, straight_lines=8, bounds=ActionBounds(low=-1.0, high=1.0))
+def test_straight_lines_need_bounded_2d_actions():
+    with pytest.raises(ValueError, match="norm limit or low/high bounds"):
+        CEMPlanner(2, 2, straight_lines=8, bounds=ActionBounds(low=-1.0))
     with pytest.raises(ValueError, match="action_dim=3"):
-        CEMPlanner(2, 3, straight_lines=8, bounds=ActionBounds(max_norm=1.0))
+        MPPIPlanner(2, 3, straight_lines=8, bounds=ActionBounds(max_norm=1.0))
+    boxed = CEMPlanner(2, 2, straight_lines=8, bounds=ActionBounds(low=(-10.0, -4.0), high=(10.0, 10.0)))
+    assert torch.allclose(boxed.proposals[:8].norm(dim=-1), torch.full((8, 2), 4.0))  # inside the box every way
     plans = straight_line_plans(3, 4, 2.0)
     assert plans.shape == (5, 3, 2) and torch.allclose(plans[:4].norm(dim=-1), torch.full((4, 3), 2.0))
     assert plans[4].abs().max() == 0
