@@ -25,17 +25,25 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 
-def frozen_encoder(path: str) -> torch.nn.Module:
-    """The frozen encoder of an AC checkpoint (what the planner encodes with), or of a pretraining checkpoint."""
+def frozen_models(path: str) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """The frozen encoder and world model of an AC checkpoint (what the planner uses), or the encoder of a
+    pretraining checkpoint and None."""
     try:
-        return load_world_model(path).encoder
+        world_model = load_world_model(path)
     except KeyError:  # not an AC checkpoint: a pretraining one
-        return load_encoder(path)
+        return load_encoder(path), None
+    return world_model.encoder, world_model
 
 
 def run(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
-    encoder = frozen_encoder(cfg.checkpoint)
+    encoder, world_model = frozen_models(cfg.checkpoint)
+    if cfg.prediction_coeff and world_model is None:
+        raise ValueError(
+            f"prediction_coeff={cfg.prediction_coeff} trains the head on a world model's rollouts, but "
+            f"checkpoint={cfg.checkpoint} is a pretraining checkpoint: pass an AC checkpoint "
+            "(+experiment=tworooms_ac's last.ckpt) or set prediction_coeff=0"
+        )
     grid = encoder.img_size // encoder.patch_size
     cfg.encoder.img_size = encoder.img_size
     head = instantiate(cfg.head, num_tokens=grid * grid, embed_dim=encoder.embed_dim)
@@ -45,9 +53,7 @@ def run(cfg: DictConfig) -> dict:
     windows = collect_latents(encoder, datamodule.train_dataloader(), cfg.num_windows)
     predictions = None
     if cfg.prediction_coeff:  # the head also learns to read the world model's own rollouts
-        predictions = collect_predictions(
-            load_world_model(cfg.checkpoint), windows, list(cfg.prediction_starts), cfg.prediction_horizon
-        )
+        predictions = collect_predictions(world_model, windows, list(cfg.prediction_starts), cfg.prediction_horizon)
     encode_seconds = time.perf_counter() - start
     rollouts = "" if predictions is None else f" and {tuple(predictions.shape)} world-model rollouts"
     print(

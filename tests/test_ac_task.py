@@ -143,7 +143,13 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
 
     # latent MPC with it: JSON results, an image strip per episode, the energy landscape; then toward an image file
     def plan(*overrides: str) -> dict:
-        small = ["planner.samples=16", "planner.elites=4", "planner.iterations=2", "planner.horizon=2"]
+        small = [
+            "planner.samples=16",
+            "planner.elites=4",
+            "planner.iterations=2",
+            "planner.horizon=2",
+            "planner.straight_lines=4",
+        ]
         cfg = compose_config("plan", f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}", *small, *overrides)
         return plan_launcher.plan(cfg)
 
@@ -168,6 +174,9 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
         "batch_size=4",
         "head.hidden_dim=32",
         "head.out_dim=8",
+        # the shipped head also reads the AC model's own rollouts: 3 steps from each window's first frame here
+        "prediction_starts=[0]",
+        "prediction_horizon=3",
         f"output_dir={tmp_path / 'energy'}",
     )
     energy_launcher.run(cfg)
@@ -190,6 +199,12 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
         "episodes=1", "max_env_steps=4", f"goal_image={tmp_path / 'goal.png'}", f"output_dir={tmp_path / 'f'}"
     )
     assert "success_rate" not in summary and summary["per_episode"][0]["env_steps"] == 4
+
+
+def test_energy_head_on_rollouts_needs_an_ac_checkpoint(tmp_path, encoder_ckpt):
+    cfg = compose_config("energy_head", f"checkpoint={encoder_ckpt}", f"output_dir={tmp_path / 'energy'}")
+    with pytest.raises(ValueError, match=r"pretraining checkpoint: pass an AC checkpoint.*prediction_coeff=0"):
+        energy_launcher.run(cfg)
 
 
 def test_curriculum_longer_than_the_windows_is_one_clear_error(tmp_path, encoder_ckpt):
