@@ -91,9 +91,9 @@ class CEMPlanner:
         momentum: new mean/std = momentum * old + (1 - momentum) * elite statistics.
         bounds: `ActionBounds` applied to every sample.
         straight_lines: > 0 (2-D bounded actions only): the first iteration also scores `straight_line_plans` in
-            this many directions at `bounds.reach()`, and standing still, in place of as many
-            random samples. Warm-started from the previous plan, CEM searches near it and misses a turn the previous
-            plan did not make (along a wall toward a door); the straight lines put every heading in the first elites.
+            this many directions at `bounds.reach()`, and standing still, in place of as many random samples.
+            Warm-started from the previous plan, CEM searches near it and misses a turn the previous plan did not
+            make (along a wall toward a door); the straight lines put every heading in the first elites.
     """
 
     def __init__(
