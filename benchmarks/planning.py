@@ -133,6 +133,7 @@ def main() -> None:
         "--latent-weight", type=float, default=0.0, help="with --energy-head: add this times the raw latent energy"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="where the world model and energy run (cpu, cuda)")
     parser.add_argument("--json", default=None, help="append the JSON lines here")
     args = parser.parse_args()
     pointmaze = args.env == "pointmaze"
@@ -145,7 +146,11 @@ def main() -> None:
     torch.set_grad_enabled(False)
     if args.threads:
         torch.set_num_threads(args.threads)
-    world_model = load_world_model(args.checkpoint)
+    if args.device.startswith("cuda"):
+        # fp32 everywhere, as on the CPU: cuDNN's default TF32 convolutions would change the patch embedding
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    world_model = load_world_model(args.checkpoint).to(args.device)
     energy_head = load_energy_head(args.energy_head) if args.energy_head else None
     learned = planners(args)
     rows = []
@@ -164,6 +169,7 @@ def main() -> None:
                         reduce=args.reduce,
                         energy_head=energy_head,
                         latent_weight=args.latent_weight,
+                        device=args.device,
                     )
                     result = run_episode(agent, env, seed, args.max_steps)
                     episodes.append({"seed": seed, **result.summary()})
