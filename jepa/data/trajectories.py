@@ -30,7 +30,7 @@ from jepa.data.datamodule import BatchedClips, VideoDataModule
 from jepa.data.decode import clip_indices, decode_clip, encode_mp4
 from jepa.data.pipeline import VideoClipDataset
 from jepa.data.shards import write_shards
-from jepa.data.transforms import VideoTransform
+from jepa.data.transforms import VideoTransform, even_frames
 from jepa.envs.random_walk import crossed_door, random_walk
 from jepa.envs.two_rooms import Layout, sample_layout
 
@@ -42,11 +42,6 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def even_frames(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) -> (T, H', W', 3) with the last row/column dropped where H or W is odd (yuv420p needs even)."""
-    return frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
 
 
 def trajectory_sample(

@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 
 
+def even_frames(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) -> (T, H', W', 3) with the last row/column dropped where H or W is odd (yuv420p needs even)."""
+    return frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+
+
 def random_resized_crop_box(
     height: int,
     width: int,

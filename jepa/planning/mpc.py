@@ -22,8 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from jepa.data.trajectories import even_frames
-from jepa.data.transforms import VideoTransform
+from jepa.data.transforms import VideoTransform, even_frames
 from jepa.planning.energy import embedding_energy, goal_energy
 from jepa.planning.planners import PlanResult, shift_plan
 

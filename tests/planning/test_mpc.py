@@ -76,8 +76,7 @@ def test_image_to_frames_round_trips_through_the_toy_encoder():
 
 
 def test_image_to_frames_matches_the_trajectory_data():
-    from jepa.data.trajectories import even_frames
-    from jepa.data.transforms import VideoTransform
+    from jepa.data.transforms import VideoTransform, even_frames
     from jepa.envs.two_rooms import TwoRoomsEnv
 
     image, _ = TwoRoomsEnv().reset(seed=3)  # 65 x 65, stored as 64 x 64 in the shards
@@ -118,3 +117,18 @@ def test_closed_loop_reaches_the_goal(planner):
     assert all(
         before - after <= 1.0 + 1e-6 for before, after in zip(result.distances, result.distances[1:], strict=False)
     )
+
+
+def test_planning_imports_without_the_video_stack():
+    """A planning machine needs torch and gymnasium, not the video decoders and shard readers of training."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('av', 'torchcodec', 'webdataset', 'braceexpand', 'lightning', 'hydra', 'wandb'):\n"
+        "    sys.modules[name] = None  # any import of these now fails\n"
+        "import jepa.checkpoints, jepa.planning.mpc, jepa.planning.adapters\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
