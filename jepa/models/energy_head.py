@@ -20,7 +20,7 @@ from torch import nn
 
 
 class LatentEnergyHead(nn.Module):
-    """MLP over a frame's flattened patch latents: (B, N, D) -> (B, out_dim).
+    """MLP over a frame's flattened patch latents: (B, N, D) -> (B, out_dim), optionally after a convolutional stem.
 
     Args:
         num_tokens: N, patch tokens per frame (e.g. 64 for 64x64 frames and 8x8 patches).
@@ -28,16 +28,37 @@ class LatentEnergyHead(nn.Module):
         hidden_dim: width of the hidden layers.
         out_dim: size of the planning embedding.
         depth: hidden layers (each Linear + GELU).
+        conv_channels: 0 for none, else two 3x3 convolutions of this width over the square token grid first
+            (weights shared across positions: the same local pattern, an agent beside a wall say, reads the same
+            anywhere, which a layout-agnostic energy needs where walls move).
     """
 
     def __init__(
-        self, num_tokens: int, embed_dim: int, hidden_dim: int = 512, out_dim: int = 32, depth: int = 2
+        self,
+        num_tokens: int,
+        embed_dim: int,
+        hidden_dim: int = 512,
+        out_dim: int = 32,
+        depth: int = 2,
+        conv_channels: int = 0,
     ) -> None:
         super().__init__()
         self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.num_tokens, self.embed_dim = num_tokens, embed_dim
-        layers: list[nn.Module] = []
+        self.grid = round(num_tokens**0.5)
+        self.conv: nn.Module | None = None
         width = num_tokens * embed_dim
+        if conv_channels:
+            if self.grid * self.grid != num_tokens:
+                raise ValueError(f"conv_channels needs a square token grid, got {num_tokens} tokens")
+            self.conv = nn.Sequential(
+                nn.Conv2d(embed_dim, conv_channels, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(conv_channels, conv_channels, 3, padding=1),
+                nn.GELU(),
+            )
+            width = num_tokens * conv_channels
+        layers: list[nn.Module] = []
         for _ in range(depth):
             layers += [nn.Linear(width, hidden_dim), nn.GELU()]
             width = hidden_dim
@@ -52,4 +73,8 @@ class LatentEnergyHead(nn.Module):
                 f"the energy head was trained on latents of {self.num_tokens} tokens x {self.embed_dim} dims, got "
                 f"{N} x {D}: train it on the same encoder as the world model (model.encoder_checkpoint)"
             )
-        return self.mlp(latents.flatten(-2))
+        if self.conv is None:
+            return self.mlp(latents.flatten(-2))
+        lead = latents.shape[:-2]
+        grid = latents.reshape(-1, self.grid, self.grid, D).permute(0, 3, 1, 2)  # (B', D, g, g), row-major tokens
+        return self.mlp(self.conv(grid).flatten(1)).reshape(*lead, -1)

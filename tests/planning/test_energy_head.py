@@ -122,6 +122,30 @@ def test_latent_cost_scores_the_heads_embeddings():
     assert embedding_energy(torch.zeros(2, 3, 4), torch.ones(4), "final").tolist() == [2.0, 2.0]
 
 
+def test_conv_head_reads_the_token_grid_and_round_trips(tmp_path):
+    from jepa.checkpoints import load_energy_head
+
+    torch.manual_seed(0)
+    head = LatentEnergyHead(num_tokens=16, embed_dim=3, hidden_dim=8, out_dim=4, conv_channels=5).eval()
+    latents = torch.randn(2, 3, 16, 3)  # (B, T, N, D): any leading dims
+    out = head(latents)
+    assert out.shape == (2, 3, 4)
+    assert torch.allclose(out[1, 2], head(latents[1, 2]))
+    # token n sits at row n // 4, column n % 4 of the grid the convolutions slide over
+    grid = latents[0, 0].T.reshape(1, 3, 4, 4)
+    assert torch.allclose(out[0, 0], head.mlp(head.conv(grid).flatten(1))[0], atol=1e-6)
+    torch.save(
+        {
+            "module_kwargs": {"energy_head": head.init_kwargs},
+            "state_dict": {f"head.{k}": v for k, v in head.state_dict().items()},
+        },
+        tmp_path / "head.ckpt",
+    )
+    assert torch.allclose(load_energy_head(tmp_path / "head.ckpt")(latents), out)
+    with pytest.raises(ValueError, match="square token grid"):
+        LatentEnergyHead(num_tokens=12, embed_dim=3, conv_channels=5)
+
+
 def test_collect_latents_keeps_the_first_windows():
     class MeanEncoder(torch.nn.Module):
         def forward(self, frames: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, 2, 3) tokens
