@@ -61,6 +61,24 @@ class WarmupConstantCooldown:
 
 
 @dataclass(frozen=True)
+class WarmupCosine:
+    """Linear warmup `0 -> peak` over `warmup_fraction` of `total_steps`, then cosine `peak -> final` (eb_jepa's
+    `CosineWithWarmup`, the jointly trained world model's LR)."""
+
+    peak: float
+    total_steps: int
+    warmup_fraction: float = 0.1
+    final: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        warmup = int(self.warmup_fraction * self.total_steps)
+        if step < warmup:
+            return self.peak * (step + 1) / warmup
+        progress = min((step - warmup) / max(self.total_steps - warmup, 1), 1.0)
+        return self.final + (self.peak - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
 class CosineSchedule:
     """Cosine from `start` to `end` over `total_steps` (constant when equal: V-JEPA 2's WD of 0.04)."""
 

@@ -1,0 +1,181 @@
+"""A JEPA world model trained end to end: encoder and predictor learn together from pixels and actions.
+
+The latent is shaped for planning: no stop-gradient (the encoder learns what the predictor can predict), and
+regularisers keep it from collapsing and make its distances follow the agent's paths (eb_jepa `ac_video_jepa`, PLDM,
+LeWM):
+
+    loss = prediction * MSE(rollout of `rollout_steps` from frame 0, latents 1..L)
+         + teacher_forcing * MSE(one-step predictions, latents 1..T-1)
+         + variance * variance_hinge + covariance * covariance_penalty         (VICReg, over every frame of the batch)
+         + time_similarity * mean ||z_t+1 - z_t||^2                          (slow latents: distance ~ path length)
+         + trajectory_variance * trajectory_variance_hinge                  (features change along each clip)
+         + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
+         + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
+
+Every weight is a config value (`WorldModelObjective`); 0 switches a term off.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jepa.checkpoints import load_encoder
+from jepa.losses import (
+    covariance_penalty,
+    sigreg,
+    temporal_similarity,
+    trajectory_variance_hinge,
+    variance_hinge,
+)
+from jepa.models.world_model import InverseDynamics, JEPAWorldModel
+from jepa.tasks.base import JEPATask, Schedule
+
+
+@dataclass(frozen=True)
+class WorldModelObjective:
+    """Weights and settings of the jointly trained world model's loss (see the module docstring).
+
+    Defaults are the shipped Two Rooms recipe (`configs/model/world_model.yaml`); eb_jepa's coefficients are
+    variance 16, covariance 8, time similarity 12, inverse dynamics 1, trajectory variance 0.
+    """
+
+    rollout_steps: int = 8
+    prediction: float = 1.0
+    teacher_forcing: float = 0.0
+    variance: float = 16.0
+    variance_target: float = 1.0
+    covariance: float = 8.0
+    time_similarity: float = 12.0
+    trajectory_variance: float = 16.0
+    trajectory_variance_target: float = 0.5
+    inverse_dynamics: float = 1.0
+    sigreg: float = 0.0
+    sigreg_slices: int = 256
+
+    def __post_init__(self) -> None:
+        if self.rollout_steps < 1:
+            raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
+        weights = {k: v for k, v in vars(self).items() if k not in ("rollout_steps", "sigreg_slices")}
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"world-model loss weights must be >= 0, got {negative}")
+
+
+class JointWorldModelTask(JEPATask):
+    """Trains a `JEPAWorldModel` (encoder + predictor) and an inverse-dynamics head on clips with actions.
+
+    Batches are dicts with `frames` (B, T, H, W, C) uint8 (as the environment renders them) and `actions`
+    (B, T - 1, A).
+
+    Args:
+        world_model: the model to train (its `encode` does the pixel preprocessing).
+        objective: the loss weights.
+        inverse_dynamics: the IDM head (needed when `objective.inverse_dynamics > 0`).
+        ema_target: predict the latents of an EMA copy of the encoder (BYOL / V-JEPA style, momentum from
+            `ema_schedule`) instead of the online encoder's own (eb_jepa: no EMA, no stop-gradient).
+        encoder_checkpoint: a V-JEPA `.ckpt`/`.pt` whose (target) encoder fills `world_model.encoder.backbone` (a
+            `PooledEncoder`, e.g. frozen with only its head trained); None = train from scratch.
+        optimizer, lr_schedule, wd_schedule, ema_schedule: as `JEPATask`.
+    """
+
+    def __init__(
+        self,
+        world_model: JEPAWorldModel,
+        optimizer: Callable,
+        lr_schedule: Schedule,
+        wd_schedule: Schedule,
+        ema_schedule: Schedule,
+        objective: WorldModelObjective | None = None,
+        inverse_dynamics: InverseDynamics | None = None,
+        ema_target: bool = False,
+        encoder_checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(optimizer, lr_schedule, wd_schedule, ema_schedule)
+        self.world_model = world_model
+        self.objective = objective or WorldModelObjective()
+        if self.objective.inverse_dynamics > 0 and inverse_dynamics is None:
+            raise ValueError("objective.inverse_dynamics > 0 needs an inverse_dynamics head (model.inverse_dynamics)")
+        self.inverse_dynamics = inverse_dynamics
+        self.target_encoder: nn.Module | None = None
+        if ema_target:
+            self.target_encoder = copy.deepcopy(world_model.encoder).requires_grad_(False)
+            self.ema_pairs = [(self.target_encoder, world_model.encoder)]
+        self.encoder_checkpoint = encoder_checkpoint
+        self._encoder_loaded = encoder_checkpoint is None
+
+    def configure_model(self) -> None:
+        """Loads a pretrained backbone once (a resumed run restores the same weights from its own .ckpt)."""
+        if self._encoder_loaded:
+            return
+        backbone = getattr(self.world_model.encoder, "backbone", None)
+        if backbone is None:
+            raise ValueError("model.encoder_checkpoint needs a PooledEncoder (an encoder with a `backbone`)")
+        if not Path(self.encoder_checkpoint).is_file():
+            raise FileNotFoundError(
+                f"encoder checkpoint not found: {self.encoder_checkpoint}; pretrain one "
+                "(`python launch/train.py +experiment=tworooms_vjepa`) or point model.encoder_checkpoint at a file"
+            )
+        load_encoder(self.encoder_checkpoint, encoder=backbone, freeze=self.world_model.encoder.freeze_backbone)
+        if self.target_encoder is not None:
+            self.target_encoder.load_state_dict(self.world_model.encoder.state_dict())
+        self._encoder_loaded = True
+
+    def module_kwargs(self) -> dict[str, dict]:
+        kwargs = {"world_model": self.world_model.spec()}
+        if self.inverse_dynamics is not None:
+            kwargs["inverse_dynamics"] = self.inverse_dynamics.init_kwargs
+        return kwargs
+
+    def batch_clips(self, batch: dict) -> int:
+        return batch["frames"].size(0)
+
+    def targets(self, frames: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """What the predictor is trained to predict: the online latents themselves, or the EMA encoder's."""
+        if self.target_encoder is None:
+            return latents
+        with torch.no_grad():
+            B, T = frames.shape[:2]
+            return self.target_encoder(self.world_model.preprocess(frames)).unflatten(0, (B, T))
+
+    def losses(self, frames: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of the objective, unweighted: frames (B, T, H, W, C) uint8, actions (B, T - 1, A)."""
+        o = self.objective
+        z = self.world_model.encode(frames)  # (B, T, *S)
+        target = self.targets(frames, z)
+        steps = min(o.rollout_steps, z.size(1) - 1)
+        terms = {"prediction": F.mse_loss(self.world_model.rollout(z[:, :1], actions[:, :steps]), target[:, 1 : steps + 1])}
+        if o.teacher_forcing:
+            terms["teacher_forcing"] = F.mse_loss(self.world_model.teacher_forced(z[:, :-1], actions), target[:, 1:])
+        v = z if z.dim() == 3 else z.mean(dim=2)  # token latents: regularise their average, (B, T, D)
+        flat = v.flatten(0, 1)
+        if o.variance:
+            terms["variance"] = variance_hinge(flat, o.variance_target)
+        if o.covariance:
+            terms["covariance"] = covariance_penalty(flat)
+        if o.time_similarity:
+            terms["time_similarity"] = temporal_similarity(z)
+        if o.trajectory_variance:
+            terms["trajectory_variance"] = trajectory_variance_hinge(v, o.trajectory_variance_target)
+        if o.inverse_dynamics:
+            terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
+        if o.sigreg:
+            generator = torch.Generator().manual_seed(self.global_step)  # the same slices again on a resume
+            terms["sigreg"] = sigreg(flat, o.sigreg_slices, generator)
+        with torch.no_grad():
+            terms["latent_std"] = flat.std(dim=0).mean()  # falls towards 0 as the latent collapses
+        return terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        terms = self.losses(batch["frames"], batch["actions"])
+        weights = vars(self.objective)
+        loss = sum(weights[name] * value for name, value in terms.items() if name != "latent_std")
+        self.log_dict({f"train/{k}": v for k, v in terms.items()} | {"train/loss": loss}, on_step=True)
+        self.log("loss", loss, prog_bar=True, logger=False)
+        return loss
