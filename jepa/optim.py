@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,6 +77,27 @@ class WarmupCosine:
             return self.peak * (step + 1) / warmup
         progress = min((step - warmup) / max(self.total_steps - warmup, 1), 1.0)
         return self.final + (self.peak - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear:
+    """Linear between (fraction of `total_steps`, value) points, constant beyond the first and last: e.g. a loss
+    weight held for the first quarter of a run, then faded out by its half: `points=[[0, 16], [0.25, 16], [0.5, 0]]`.
+    """
+
+    points: Sequence[Sequence[float]]
+    total_steps: int
+
+    def __post_init__(self) -> None:
+        fractions = [float(p[0]) for p in self.points]
+        if not self.points or fractions != sorted(fractions):
+            raise ValueError(f"PiecewiseLinear needs points sorted by fraction, got {list(self.points)}")
+
+    def __call__(self, step: int) -> float:
+        progress = step / max(self.total_steps, 1)
+        fractions = [float(p[0]) for p in self.points]
+        values = [float(p[1]) for p in self.points]
+        return float(np.interp(progress, fractions, values))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ with `python benchmarks/planning_table.py <sweep dir>`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -25,21 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from jepa.checkpoints import load_world_model
-from jepa.planning.mpc import EpisodeResult, MPCAgent, OraclePolicy, RandomPolicy, run_episode
+from jepa.planning.evaluation import run_episodes, success_summary
+from jepa.planning.mpc import EpisodeResult, MPCAgent, OraclePolicy, RandomPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 POLICIES = ("planner", "random", "oracle")
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate (sound at 0 and n successes, unlike the normal one)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def load_image(path: str) -> np.ndarray:
@@ -106,27 +96,21 @@ def build_policy(cfg: DictConfig):
 
 
 def summarize(cfg: DictConfig, rows: list[dict], goal_file: bool) -> dict:
+    planner = cfg.policy == "planner"
     summary = {
         "policy": cfg.policy,
-        "checkpoint": str(cfg.checkpoint) if cfg.policy == "planner" else None,
-        "planner": OmegaConf.to_container(cfg.planner, resolve=True) if cfg.policy == "planner" else None,
-        "energy": OmegaConf.to_container(cfg.energy, resolve=True) if cfg.policy == "planner" else None,
+        "checkpoint": str(cfg.checkpoint) if planner else None,
+        "planner": OmegaConf.to_container(cfg.planner, resolve=True) if planner else None,
+        "energy": OmegaConf.to_container(cfg.energy, resolve=True) if planner else None,
         "agent": OmegaConf.to_container(cfg.agent, resolve=True),
         "env": OmegaConf.to_container(cfg.env, resolve=True),
-        "episodes": len(rows),
-        "seeds": [cfg.seed, cfg.seed + len(rows) - 1],
         "max_env_steps": cfg.max_env_steps,
         "goal_image": cfg.goal_image,
-        "seconds_per_episode": float(np.mean([r["seconds"] for r in rows])),
-        "seconds_per_plan": float(np.mean([r["seconds_per_plan"] for r in rows])),
+        **success_summary(rows),
     }
-    if not goal_file:
-        wins = sum(bool(r["success"]) for r in rows)
-        summary["successes"] = wins
-        summary["success_rate"] = wins / len(rows)
-        summary["success_interval_95"] = list(wilson_interval(wins, len(rows)))
-        summary["mean_final_distance"] = float(np.mean([r["final_distance"] for r in rows]))
-    else:  # the environment's own goal is not the file's: its distance says nothing
+    if goal_file:  # the environment's own goal is not the file's: its success and distance say nothing
+        for key in ("successes", "success_rate", "success_interval_95", "mean_final_distance"):
+            summary.pop(key)
         for row in rows:
             row.pop("success"), row.pop("final_distance")
     summary["per_episode"] = rows
@@ -145,17 +129,19 @@ def plan(cfg: DictConfig) -> dict:
         env.reset(cfg.seed)
         policy.begin(env, cfg.seed, goal_file)
         save_landscape(policy, env, out / "energy_landscape.png")
-    rows = []
     label = type(policy.planner).__name__ if isinstance(policy, MPCAgent) else cfg.policy
-    progress = tqdm(range(cfg.episodes), desc=f"planning ({label})", unit="episode")
-    for i in progress:
-        seed = cfg.seed + i
-        result = run_episode(policy, env, seed, cfg.max_env_steps, goal_image=goal_file)
-        rows.append({"seed": seed, **result.summary()})
+    progress = tqdm(total=cfg.episodes, desc=f"planning ({label})", unit="episode")
+
+    def after_episode(seed: int, result: EpisodeResult, rows: list[dict]) -> None:
+        progress.update()
         if goal_file is None:
             progress.set_postfix(success=f"{sum(r['success'] for r in rows)}/{len(rows)}")
         if cfg.save_strips:
-            save_strip(result, out / f"episode{i:03d}.png")
+            save_strip(result, out / f"episode{seed - cfg.seed:03d}.png")
+
+    seeds = range(cfg.seed, cfg.seed + cfg.episodes)
+    rows = run_episodes(policy, env, seeds, cfg.max_env_steps, goal_file, after_episode)
+    progress.close()
     summary = summarize(cfg, rows, goal_file is not None)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     if "success_rate" in summary:

@@ -35,8 +35,11 @@ def test_released_ac_rejects_other_action_dim(vjepa2_fixture):
 def test_released_ac_as_world_model(vjepa2_fixture):
     wm = load_world_model(vjepa2_fixture["ac_checkpoint"], num_heads=4, img_size=64)
     frames = torch.randn(1, 3, 2, 64, 64)
-    z = wm.encode(frames)
+    z = wm.encode_frames(frames)
     assert z.shape == (1, 2, 16, 192)
+    # planning: raw images as an environment renders them, preprocessed by the world model itself
+    images = torch.randint(0, 256, (1, 2, 65, 65, 3), dtype=torch.uint8)
+    assert wm.encode(images).shape == (1, 2, 16, 192)
     assert wm.rollout(z, torch.zeros(1, 4, 7), torch.zeros(1, 2, 7)).shape == (1, 3, 16, 192)
 
 
@@ -77,7 +80,7 @@ def test_rollout_matches_teacher_forcing_first_step_and_integrates_states():
     torch.manual_seed(0)
     encoder = VisionTransformer(img_size=32, patch_size=8, embed_dim=40, depth=1, num_heads=2)
     wm = ACWorldModel(encoder, VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)).eval()
-    z = wm.encode(torch.randn(3, 3, 2, 32, 32))  # (B, T, N, D)
+    z = wm.encode_frames(torch.randn(3, 3, 2, 32, 32))  # (B, T, N, D)
     actions, states = torch.randn(3, 5, 2), torch.randn(3, 2, 2)
     with torch.no_grad():
         pred = wm.rollout(z, actions, states)
@@ -95,7 +98,7 @@ def test_residual_world_model_starts_from_repeat_last():
     predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)
     torch.nn.init.zeros_(predictor.predictor_proj.weight)
     wm = ACWorldModel(encoder, predictor, residual=True).eval()
-    z = wm.encode(torch.randn(2, 3, 1, 32, 32))
+    z = wm.encode_frames(torch.randn(2, 3, 1, 32, 32))
     with torch.no_grad():
         pred = wm.rollout(z, torch.randn(2, 3, 2), torch.randn(2, 1, 2))
     torch.testing.assert_close(pred, z.expand(-1, 3, -1, -1), atol=1e-5, rtol=0)

@@ -85,6 +85,8 @@ class ResidualMLPPredictor(MarkovPredictor):
         depth: hidden layers.
         action_scale: actions enter as a / action_scale.
         final_norm: LayerNorm on the output.
+        zero_init: start the output layer at zero, i.e. from "repeat the latent": the predictor then only has to
+            learn what an action changes, and predicts no worse than standing still from the first step.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ResidualMLPPredictor(MarkovPredictor):
         depth: int = 2,
         action_scale: float = 1.0,
         final_norm: bool = True,
+        zero_init: bool = True,
     ) -> None:
         super().__init__()
         self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -105,6 +108,9 @@ class ResidualMLPPredictor(MarkovPredictor):
             layers += [nn.Linear(width, hidden_dim), nn.GELU()]
             width = hidden_dim
         layers.append(nn.Linear(width, latent_dim))
+        if zero_init:
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
         self.mlp = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(latent_dim) if final_norm else nn.Identity()
 
@@ -113,7 +119,8 @@ class ResidualMLPPredictor(MarkovPredictor):
 
 
 class ACViTPredictor(nn.Module):
-    """V-JEPA 2-AC's block-causal ViT (`VisionTransformerPredictorAC`) as the predictor of token latents (N, D).
+    """V-JEPA 2-AC's block-causal ViT (`VisionTransformerPredictorAC`) as the predictor of token latents (N, D), or of
+    vector latents (D,) as frames of one token (`img_size = patch_size = tubelet_size = 1`).
 
     Frames of N tokens with one action token each (no state: zeros of width 1), attention causal across frames;
     `residual` predicts each frame's change (z' = LN(z + out)), else the latent itself (z' = LN(out)), as
@@ -141,11 +148,15 @@ class ACViTPredictor(nn.Module):
         return z.new_zeros(z.size(0), z.size(1), 1)
 
     def teacher_forced(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self._world_model.step(z, actions, self._states(z))
+        tokens = z.unsqueeze(2) if z.dim() == 3 else z  # a vector latent is a frame of one token
+        out = self._world_model.step(tokens, actions, self._states(z))
+        return out.squeeze(2) if z.dim() == 3 else out
 
     def rollout(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         _check_rollout(z, actions)
-        return self._world_model.rollout(z, actions, self._states(z))
+        tokens = z.unsqueeze(2) if z.dim() == 3 else z
+        out = self._world_model.rollout(tokens, actions, self._states(z))
+        return out.squeeze(2) if z.dim() == 3 else out
 
 
 def normalized(z: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,12 @@ class JEPAWorldModel(nn.Module):
         if observations.dim() != 5:
             raise ValueError(f"encode takes (B, T, H, W, C) uint8 observations, got shape {tuple(observations.shape)}")
         B, T = observations.shape[:2]
+        size = getattr(self.encoder, "img_size", None)
+        if self.preprocess.size is None and size is not None and tuple(observations.shape[2:4]) != (size, size):
+            raise ValueError(
+                f"observations of {observations.shape[3]}x{observations.shape[2]} px, but this world model's encoder "
+                f"takes {size}x{size} images as they come (its preprocess.size is None): pass images of that size"
+            )
         device = next(self.encoder.parameters()).device
         frames = self.preprocess(observations.to(device))
         return self.encoder(frames).unflatten(0, (B, T))

@@ -12,7 +12,8 @@ LeWM):
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
-Every weight is a config value (`WorldModelObjective`); 0 switches a term off.
+Every weight is a config value (`WorldModelObjective`), a number or a schedule of the step (`jepa.optim`); 0 switches
+a term off.
 """
 
 from __future__ import annotations
@@ -38,34 +39,57 @@ from jepa.models.world_model import InverseDynamics, JEPAWorldModel
 from jepa.tasks.base import JEPATask, Schedule
 
 
+Weight = float | Schedule
+TERMS = (
+    "prediction",
+    "teacher_forcing",
+    "variance",
+    "covariance",
+    "time_similarity",
+    "trajectory_variance",
+    "inverse_dynamics",
+    "sigreg",
+)
+
+
 @dataclass(frozen=True)
 class WorldModelObjective:
     """Weights and settings of the jointly trained world model's loss (see the module docstring).
 
-    Defaults are the shipped Two Rooms recipe (`configs/model/world_model.yaml`); eb_jepa's coefficients are
-    variance 16, covariance 8, time similarity 12, inverse dynamics 1, trajectory variance 0.
+    Each weight in `TERMS` is a number or a schedule `step -> weight` (e.g. `jepa.optim.PiecewiseLinear`: a term
+    that only kick-starts training). Defaults are eb_jepa's coefficients (variance 16, covariance 8, time similarity
+    12, inverse dynamics 1) with the trajectory-variance term off; the shipped Two Rooms recipe is
+    `configs/model/world_model.yaml`.
     """
 
     rollout_steps: int = 8
-    prediction: float = 1.0
-    teacher_forcing: float = 0.0
-    variance: float = 16.0
+    prediction: Weight = 1.0
+    teacher_forcing: Weight = 0.0
+    variance: Weight = 16.0
     variance_target: float = 1.0
-    covariance: float = 8.0
-    time_similarity: float = 12.0
-    trajectory_variance: float = 16.0
-    trajectory_variance_target: float = 0.5
-    inverse_dynamics: float = 1.0
-    sigreg: float = 0.0
+    covariance: Weight = 8.0
+    time_similarity: Weight = 12.0
+    trajectory_variance: Weight = 0.0
+    trajectory_variance_target: float = 0.3
+    inverse_dynamics: Weight = 1.0
+    sigreg: Weight = 0.0
     sigreg_slices: int = 256
 
     def __post_init__(self) -> None:
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
-        weights = {k: v for k, v in vars(self).items() if k not in ("rollout_steps", "sigreg_slices")}
-        negative = {k: v for k, v in weights.items() if v < 0}
+        negative = {k: getattr(self, k) for k in TERMS if not callable(getattr(self, k)) and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"world-model loss weights must be >= 0, got {negative}")
+
+    def weights(self, step: int) -> dict[str, float]:
+        """Every term's weight at `step`."""
+        return {k: float(w(step)) if callable(w) else float(w) for k in TERMS for w in [getattr(self, k)]}
+
+    def uses(self, term: str) -> bool:
+        """Whether `term` ever has a non-zero weight (a schedule counts as used)."""
+        weight = getattr(self, term)
+        return callable(weight) or weight > 0
 
 
 class JointWorldModelTask(JEPATask):
@@ -100,7 +124,7 @@ class JointWorldModelTask(JEPATask):
         super().__init__(optimizer, lr_schedule, wd_schedule, ema_schedule)
         self.world_model = world_model
         self.objective = objective or WorldModelObjective()
-        if self.objective.inverse_dynamics > 0 and inverse_dynamics is None:
+        if self.objective.uses("inverse_dynamics") and inverse_dynamics is None:
             raise ValueError("objective.inverse_dynamics > 0 needs an inverse_dynamics head (model.inverse_dynamics)")
         self.inverse_dynamics = inverse_dynamics
         self.target_encoder: nn.Module | None = None
@@ -150,22 +174,25 @@ class JointWorldModelTask(JEPATask):
         z = self.world_model.encode(frames)  # (B, T, *S)
         target = self.targets(frames, z)
         steps = min(o.rollout_steps, z.size(1) - 1)
-        terms = {"prediction": F.mse_loss(self.world_model.rollout(z[:, :1], actions[:, :steps]), target[:, 1 : steps + 1])}
-        if o.teacher_forcing:
+        rollout = self.world_model.rollout(z[:, :1], actions[:, :steps])
+        terms = {"prediction": F.mse_loss(rollout, target[:, 1 : steps + 1])}
+        with torch.no_grad():  # the "repeat the first latent" baseline of the same rollout: prediction must beat it
+            terms["repeat_baseline"] = F.mse_loss(z[:, :1].expand_as(rollout), target[:, 1 : steps + 1])
+        if o.uses("teacher_forcing"):
             terms["teacher_forcing"] = F.mse_loss(self.world_model.teacher_forced(z[:, :-1], actions), target[:, 1:])
         v = z if z.dim() == 3 else z.mean(dim=2)  # token latents: regularise their average, (B, T, D)
         flat = v.flatten(0, 1)
-        if o.variance:
+        if o.uses("variance"):
             terms["variance"] = variance_hinge(flat, o.variance_target)
-        if o.covariance:
+        if o.uses("covariance"):
             terms["covariance"] = covariance_penalty(flat)
-        if o.time_similarity:
+        if o.uses("time_similarity"):
             terms["time_similarity"] = temporal_similarity(z)
-        if o.trajectory_variance:
+        if o.uses("trajectory_variance"):
             terms["trajectory_variance"] = trajectory_variance_hinge(v, o.trajectory_variance_target)
-        if o.inverse_dynamics:
+        if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
-        if o.sigreg:
+        if o.uses("sigreg"):
             generator = torch.Generator().manual_seed(self.global_step)  # the same slices again on a resume
             terms["sigreg"] = sigreg(flat, o.sigreg_slices, generator)
         with torch.no_grad():
@@ -174,8 +201,10 @@ class JointWorldModelTask(JEPATask):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.losses(batch["frames"], batch["actions"])
-        weights = vars(self.objective)
-        loss = sum(weights[name] * value for name, value in terms.items() if name != "latent_std")
-        self.log_dict({f"train/{k}": v for k, v in terms.items()} | {"train/loss": loss}, on_step=True)
+        weights = self.objective.weights(self.global_step)
+        loss = sum(weights[name] * value for name, value in terms.items() if name in weights)
+        logged = {f"train/{k}": v for k, v in terms.items()} | {"train/loss": loss}
+        logged |= {f"weight/{k}": w for k, w in weights.items() if callable(getattr(self.objective, k))}
+        self.log_dict(logged, on_step=True)
         self.log("loss", loss, prog_bar=True, logger=False)
         return loss
