@@ -78,7 +78,9 @@ class TwoRoomsTrueDynamics:
         return top * (1 - fy) + bottom * fy
 
     @torch.no_grad()
-    def rollout(self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+    def rollout(
+        self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if states is None:
             raise ValueError("true-dynamics planning needs the agent's position: set agent.use_states=true")
         layout = self.adapter.env.layout
@@ -114,17 +116,29 @@ def main() -> None:
     agent = MPCAgent(model, planner, energy, **agent_cfg)
 
     def progress(seed, result, rows):
-        print(f"seed {seed}: {'success' if result.success else 'miss'} at {result.final_distance:.1f} px "
-              f"({sum(r['success'] for r in rows)}/{len(rows)})", file=sys.stderr, flush=True)
+        print(
+            f"seed {seed}: {'success' if result.success else 'miss'} at {result.final_distance:.1f} px "
+            f"({sum(r['success'] for r in rows)}/{len(rows)})",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    rows = run_episodes(agent, env, range(args.first_seed, args.first_seed + args.episodes), cfg.max_env_steps,
-                        on_episode=progress)
-    summary = {"checkpoint": args.checkpoint, "overrides": args.overrides, **success_summary(rows), "per_episode": rows}
+    rows = run_episodes(
+        agent, env, range(args.first_seed, args.first_seed + args.episodes), cfg.max_env_steps, on_episode=progress
+    )
+    summary = {
+        "checkpoint": args.checkpoint,
+        "overrides": args.overrides,
+        **success_summary(rows),
+        "per_episode": rows,
+    }
     out = Path(args.out) if args.out else Path(args.checkpoint).parents[1] / "distance_quality.json"
     out.write_text(json.dumps(summary, indent=2))
     low, high = summary["success_interval_95"]
-    print(f"true dynamics on the latent distance: {summary['successes']}/{summary['episodes']} "
-          f"({summary['success_rate']:.0%}, 95% {low:.0%}-{high:.0%}); wrote {out}")
+    print(
+        f"true dynamics on the latent distance: {summary['successes']}/{summary['episodes']} "
+        f"({summary['success_rate']:.0%}, 95% {low:.0%}-{high:.0%}); wrote {out}"
+    )
 
 
 if __name__ == "__main__":

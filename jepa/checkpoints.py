@@ -400,7 +400,9 @@ def _load_jepa_world_model(ckpt: Mapping[str, Any]) -> nn.Module:
     world_model = JEPAWorldModel.from_spec(ckpt["module_kwargs"]["world_model"])
     state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
     prefix = "world_model."
-    load_state_dict_strict(world_model, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, "world model")
+    load_state_dict_strict(
+        world_model, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, "world model"
+    )
     return world_model.eval().requires_grad_(False)
 
 

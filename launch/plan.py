@@ -146,9 +146,13 @@ def plan(cfg: DictConfig) -> dict:
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     if "success_rate" in summary:
         low, high = summary["success_interval_95"]
-        print(f"success_rate: {summary['success_rate']:.3f} ({summary['successes']}/{len(rows)}, 95% {low:.2f}-{high:.2f})")
+        print(
+            f"success_rate: {summary['success_rate']:.3f} ({summary['successes']}/{len(rows)}, 95% {low:.2f}-{high:.2f})"
+        )
         print(f"mean_final_distance: {summary['mean_final_distance']:.4g}")
-    print(f"seconds_per_episode: {summary['seconds_per_episode']:.4g}, seconds_per_plan: {summary['seconds_per_plan']:.4g}")
+    print(
+        f"seconds_per_episode: {summary['seconds_per_episode']:.4g}, seconds_per_plan: {summary['seconds_per_plan']:.4g}"
+    )
     print(f"wrote {out / 'results.json'}")
     return summary
 

@@ -156,8 +156,14 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
         return plan_launcher.plan(cfg)
 
     raw = ["energy=latent", "energy.p=1"]
-    summary = plan(*raw, "episodes=2", "max_env_steps=8", "energy_landscape=true", "save_strips=true",
-                   f"output_dir={tmp_path / 'plan'}")
+    summary = plan(
+        *raw,
+        "episodes=2",
+        "max_env_steps=8",
+        "energy_landscape=true",
+        "save_strips=true",
+        f"output_dir={tmp_path / 'plan'}",
+    )
     saved = json.loads((tmp_path / "plan" / "results.json").read_text())
     assert saved["episodes"] == 2 and saved["seeds"] == [0, 1] and saved["seconds_per_plan"] > 0
     low, high = saved["success_interval_95"]

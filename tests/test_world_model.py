@@ -59,8 +59,10 @@ def test_sigreg_prefers_an_isotropic_gaussian():
     gaussian, collapsed = torch.randn(1024, 32), torch.randn(1024, 1).expand(1024, 32)
     skewed = torch.randn(1024, 32).exp()
     g = torch.Generator().manual_seed(0)
-    scores = {name: float(sigreg(z, 64, torch.Generator().manual_seed(0))) for name, z in
-              {"gaussian": gaussian, "collapsed": collapsed, "skewed": skewed}.items()}
+    scores = {
+        name: float(sigreg(z, 64, torch.Generator().manual_seed(0)))
+        for name, z in {"gaussian": gaussian, "collapsed": collapsed, "skewed": skewed}.items()
+    }
     assert scores["gaussian"] < 0.01 < scores["collapsed"] and scores["gaussian"] < scores["skewed"]
     z = torch.randn(256, 8, requires_grad=True)
     sigreg(z, 16, g).backward()
@@ -82,8 +84,16 @@ def tiny_world_model(predictor: str = "mlp") -> JEPAWorldModel:
     predictors = {
         "mlp": lambda: ResidualMLPPredictor(16, hidden_dim=32),
         "gru": lambda: GRUPredictor(16),
-        "ac_vit": lambda: ACViTPredictor(img_size=1, patch_size=1, tubelet_size=1, embed_dim=16,
-                                         predictor_embed_dim=16, depth=1, num_heads=2, action_dim=2),
+        "ac_vit": lambda: ACViTPredictor(
+            img_size=1,
+            patch_size=1,
+            tubelet_size=1,
+            embed_dim=16,
+            predictor_embed_dim=16,
+            depth=1,
+            num_heads=2,
+            action_dim=2,
+        ),
     }
     return JEPAWorldModel(encoder, predictors[predictor](), ImagePreprocessor(mean=(0.1,) * 3, std=(0.2,) * 3))
 

@@ -64,7 +64,9 @@ class GeneratedClipDataModule(L.LightningDataModule):
     def __init__(self, source: ClipSource, batch_size: int = 64, num_workers: int = 1, seed: int = 0) -> None:
         super().__init__()
         if batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (the regularisers need spread over the batch), got {batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 2 (the regularisers need spread over the batch), got {batch_size}"
+            )
         self.source, self.batch_size, self.num_workers, self.seed = source, batch_size, num_workers, seed
 
     def _batches_done(self) -> int:

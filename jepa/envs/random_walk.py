@@ -189,7 +189,9 @@ class TwoRoomsWalks:
         heading = np.where(door, toward_wall, heading)
         bump = (kind >= self.door_fraction) & (kind < self.door_fraction + self.bump_fraction)
         if bump.any():
-            rows = np.array([_off_door_y(rng, Layout(int(w), int(d))) for w, d in zip(wall_x[bump], door_y[bump])])
+            rows = np.array(
+                [_off_door_y(rng, Layout(int(w), int(d))) for w, d in zip(wall_x[bump], door_y[bump], strict=False)]
+            )
             x[bump] = (wall_x + side * offset)[bump]
             y[bump] = rows
             heading[bump] = (toward_wall + rng.uniform(-0.5, 0.5, B))[bump]

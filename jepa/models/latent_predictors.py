@@ -28,7 +28,9 @@ from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
 def _check_rollout(z: torch.Tensor, actions: torch.Tensor) -> int:
     steps = actions.size(1) - z.size(1) + 1
     if steps < 1:
-        raise ValueError(f"rollout needs at least T0 = {z.size(1)} actions (one per context latent), got {actions.size(1)}")
+        raise ValueError(
+            f"rollout needs at least T0 = {z.size(1)} actions (one per context latent), got {actions.size(1)}"
+        )
     return steps
 
 

@@ -62,7 +62,9 @@ class ImagePreprocessor(nn.Module):
             if side != self.size:
                 x = self._resize(x)
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, -1, 1, 1)
-        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, -1, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=False)], device=x.device).view(
+            1, -1, 1, 1
+        )
         return x.to(torch.float32).mul_(scale).add_(shift).contiguous()
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:

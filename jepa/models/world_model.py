@@ -75,11 +75,12 @@ class JEPAWorldModel(nn.Module):
         }
         return spec
 
-
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> JEPAWorldModel:
         """A model of the architecture `spec()` describes, with fresh weights."""
-        return cls(build_module(spec["encoder"]), build_module(spec["predictor"]), ImagePreprocessor(**spec["preprocess"]))
+        return cls(
+            build_module(spec["encoder"]), build_module(spec["predictor"]), ImagePreprocessor(**spec["preprocess"])
+        )
 
 
 class InverseDynamics(nn.Module):

@@ -38,7 +38,6 @@ from jepa.losses import (
 from jepa.models.world_model import InverseDynamics, JEPAWorldModel
 from jepa.tasks.base import JEPATask, Schedule
 
-
 Weight = float | Schedule
 TERMS = (
     "prediction",
@@ -208,3 +207,38 @@ class JointWorldModelTask(JEPATask):
         self.log_dict(logged, on_step=True)
         self.log("loss", loss, prog_bar=True, logger=False)
         return loss
+
+
+@torch.no_grad()
+def rollout_baselines(
+    world_model: JEPAWorldModel, frames: torch.Tensor, actions: torch.Tensor, horizon: int, seed: int = 0
+) -> dict[str, list[float]]:
+    """Offline check of a world model: latent error per rollout step against two baselines.
+
+    From each clip's first frame the model rolls out `horizon` latents (a) with the clip's true actions, (b) with
+    another clip's actions (a derangement of the batch), and (c) "repeat the first latent"; the error is the mean
+    squared difference to the encoded true frames (the training loss), per step 1..horizon. A model worth planning
+    with is below both baselines at every step; if it is not below (b), it ignores the actions.
+
+    Args:
+        world_model: the model (eval mode).
+        frames: (B, T >= horizon + 1, H, W, C) uint8 clips; actions: (B, >= horizon, A).
+        horizon: rollout steps.
+        seed: seed of the action shuffle.
+
+    Returns:
+        `{"model": [H], "shuffled_actions": [H], "repeat_last": [H]}`.
+    """
+    z = world_model.encode(frames[:, : horizon + 1])
+    target, actions = z[:, 1:], actions[:, :horizon]
+    B = z.size(0)
+    generator = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(B, generator=generator)
+    while B > 1 and bool((perm == torch.arange(B)).any()):  # no clip keeps its own actions
+        perm = torch.randperm(B, generator=generator)
+    predictions = {
+        "model": world_model.rollout(z[:, :1], actions),
+        "shuffled_actions": world_model.rollout(z[:, :1], actions[perm.to(actions.device)]),
+        "repeat_last": z[:, :1].expand_as(target),
+    }
+    return {name: (p - target).square().flatten(2).mean(dim=(0, 2)).tolist() for name, p in predictions.items()}

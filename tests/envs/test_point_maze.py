@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("gymnasium_robotics", reason="PointMaze needs `pip install -e .[pointmaze]`")
 
-from jepa.envs.point_maze import MazeOracle, TopDownPointMaze  # noqa: E402
 from jepa.envs.adapters import PointMazeAdapter  # noqa: E402
+from jepa.envs.point_maze import MazeOracle, TopDownPointMaze  # noqa: E402
 
 
 @pytest.fixture(scope="module")

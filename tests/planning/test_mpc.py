@@ -122,8 +122,13 @@ def test_closed_loop_reaches_the_goal(name):
 
 def test_replanning_every_k_steps_executes_k_planned_actions():
     env = PointEnv(start=[-3.0, 2.0], goal=[2.5, -1.5])
-    agent = MPCAgent(LinearWorldModel(), CEMPlanner(4, samples=32, elites=4, iterations=3, init_std=0.5),
-                     GoalEnergy(p=1), action_repeat=1, replan_every=3)
+    agent = MPCAgent(
+        LinearWorldModel(),
+        CEMPlanner(4, samples=32, elites=4, iterations=3, init_std=0.5),
+        GoalEnergy(p=1),
+        action_repeat=1,
+        replan_every=3,
+    )
     result = run_episode(agent, env, seed=0, max_env_steps=30)
     assert result.plans == 10 and result.success
     with pytest.raises(ValueError, match="exceeds the planner's horizon"):
