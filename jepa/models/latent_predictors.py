@@ -64,13 +64,25 @@ class GRUPredictor(MarkovPredictor):
         action_dim: A.
         action_scale: actions enter as a / action_scale (raw units in, order-1 values to the cell).
         final_norm: LayerNorm on the output, as the encoder's (predictions live where the latents do).
+        update_bias: initial bias of the update gate: z' = (1 - u) n + u z with u = sigmoid(bias + ...), so a
+            positive bias starts the cell near "keep the latent" (2: u ~ 0.88), as the residual predictors start at
+            "repeat the latent". 0 is PyTorch's default.
     """
 
-    def __init__(self, latent_dim: int, action_dim: int = 2, action_scale: float = 1.0, final_norm: bool = True):
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int = 2,
+        action_scale: float = 1.0,
+        final_norm: bool = True,
+        update_bias: float = 0.0,
+    ) -> None:
         super().__init__()
         self.init_kwargs: dict[str, Any] = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.latent_dim, self.action_dim, self.action_scale = latent_dim, action_dim, action_scale
         self.cell = nn.GRUCell(action_dim, latent_dim)
+        with torch.no_grad():  # PyTorch orders the gates (reset, update, new)
+            self.cell.bias_hh[latent_dim : 2 * latent_dim] += update_bias
         self.norm = nn.LayerNorm(latent_dim) if final_norm else nn.Identity()
 
     def step(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
