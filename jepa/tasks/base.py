@@ -47,6 +47,13 @@ class JEPATask(L.LightningModule):
     def module_kwargs(self) -> dict[str, dict]:
         return {}
 
+    def compile_modules(self, mode: str | None = None) -> None:
+        """torch.compile every child module in place (state-dict keys stay free of `_orig_mod.`, PITFALLS 6), with
+        static shapes: with the masks' fixed token counts (`mask.fixed_counts` follows `compile`) that is one graph
+        per mask family and clip length. `mode="reduce-overhead"` adds CUDA graphs."""
+        for module in self.children():
+            module.compile(dynamic=False, mode=mode)
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = param_groups(self.trainable_modules(), self.wd_schedule(0))
         return self.optimizer_factory(groups)
