@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from timm.layers import DropPath, Mlp, trunc_normal_
 import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
