@@ -40,6 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from jepa.models.vit import VIT_SIZES
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "launch"))
 import train as train_launcher  # noqa: E402  (the entry point's own config helpers: one wiring)
@@ -228,9 +230,15 @@ def git_commit() -> str | None:
         return None
 
 
+def encoder_name(cfg: DictConfig) -> str:
+    """The factory name of the configured encoder size (vit_small, ...), else its width x depth."""
+    name = VIT_SIZES.get((cfg.encoder.embed_dim, cfg.encoder.depth))
+    return name[0] if name else f"vit_{cfg.encoder.embed_dim}x{cfg.encoder.depth}"
+
+
 def describe(cfg: DictConfig) -> dict:
     return {
-        "encoder": cfg.encoder._target_.rsplit(".", 1)[-1],
+        "encoder": encoder_name(cfg),
         "frames": cfg.encoder.num_frames,
         "res": cfg.encoder.img_size,
         "batch": cfg.data.batch_size,
