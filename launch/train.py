@@ -77,7 +77,7 @@ def build_task(cfg: DictConfig) -> L.LightningModule:
     """The LightningModule of `cfg.model`, its modules compiled in place when `cfg.compile` is set."""
     task = instantiate(cfg.model, _convert_="all")
     if cfg.get("compile"):
-        task.compile_modules(mode=cfg.get("compile_mode"))
+        task.compile_modules(mode=cfg.get("compile_mode"), scope=cfg.get("compile_scope", "model"))
     return task
 
 

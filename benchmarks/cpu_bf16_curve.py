@@ -1,0 +1,112 @@
+"""Does bf16 autocast on the CPU train like fp32? `cpu_quick`'s 300-step loss curve, fp32 seeds against bf16 seeds.
+
+    python benchmarks/cpu_bf16_curve.py                          # 3 fp32 + 3 bf16 runs under outputs/cpu_bf16_curve
+    python benchmarks/cpu_bf16_curve.py --seeds 0 1 2 3 --window 25
+
+Runs `launch/train.py +experiment=cpu_quick` once per (precision, seed) (a finished run is reused), then prints, per
+window of steps, the mean training loss of every run, the fp32 seeds' range, and whether the bf16 seeds' mean lies in
+it; and a summary: the fraction of windows inside the fp32 band, the final losses, and the mean gap between bf16 and
+fp32 at the same seed against the fp32 seed-to-seed gap. Exit code 0 when every window's bf16 mean is inside the band.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+
+
+def run_dir(out: Path, precision: str, seed: int) -> Path:
+    return out / f"{precision}_seed{seed}"
+
+
+def train(out: Path, precision: str, seed: int) -> None:
+    """One `cpu_quick` run (skipped when its 300 steps are already logged)."""
+    folder = run_dir(out, precision, seed)
+    if (folder / "checkpoints" / "last.ckpt").is_file():
+        return
+    cmd = [
+        sys.executable,
+        str(REPO / "launch" / "train.py"),
+        "+experiment=cpu_quick",
+        f"seed={seed}",
+        f"trainer.precision={PRECISIONS[precision]}",
+        f"paths.output_dir={out}",
+        f"run_name={folder.name}",
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "~callbacks.progress",
+        "trainer.enable_progress_bar=false",
+    ]
+    print("==", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "WANDB_MODE": "disabled"})
+
+
+def losses(folder: Path) -> dict[int, float]:
+    """step (from 1) -> train/loss."""
+    out = {}
+    with open(folder / "csv" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            if row.get("train/loss"):
+                out[int(row["step"]) + 1] = float(row["train/loss"])
+    return out
+
+
+def window_means(curve: dict[int, float], window: int, last: int) -> list[float]:
+    return [statistics.fmean(curve[s] for s in range(a, a + window) if s in curve) for a in range(1, last + 1, window)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "cpu_bf16_curve")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--window", type=int, default=30, help="steps per averaged window")
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args(argv)
+    for precision in PRECISIONS:
+        for seed in args.seeds:
+            train(args.out, precision, seed)
+    curves = {
+        (p, s): window_means(losses(run_dir(args.out, p, s)), args.window, args.steps)
+        for p in PRECISIONS
+        for s in args.seeds
+    }
+    windows = len(next(iter(curves.values())))
+    inside = 0
+    header = ["steps"] + [f"{p} s{s}" for p, s in curves] + ["fp32 min", "fp32 max", "bf16 mean", "inside"]
+    print(" | ".join(header))
+    for w in range(windows):
+        fp32 = [curves[("fp32", s)][w] for s in args.seeds]
+        bf16 = statistics.fmean(curves[("bf16", s)][w] for s in args.seeds)
+        ok = min(fp32) <= bf16 <= max(fp32)
+        inside += ok
+        first = w * args.window + 1
+        cells = [f"{first}-{min(first + args.window - 1, args.steps)}"] + [f"{c[w]:.4f}" for c in curves.values()]
+        print(" | ".join(cells + [f"{min(fp32):.4f}", f"{max(fp32):.4f}", f"{bf16:.4f}", "yes" if ok else "NO"]))
+    same_seed = statistics.fmean(
+        abs(curves[("bf16", s)][w] - curves[("fp32", s)][w]) for s in args.seeds for w in range(windows)
+    )
+    pairs = [(a, b) for i, a in enumerate(args.seeds) for b in args.seeds[i + 1 :]]
+    seed_to_seed = statistics.fmean(
+        abs(curves[("fp32", a)][w] - curves[("fp32", b)][w]) for a, b in pairs for w in range(windows)
+    )
+    print(f"bf16 seed mean inside the fp32 seeds' range in {inside}/{windows} windows")
+    print(
+        "final window: fp32 "
+        + ", ".join(f"{curves[('fp32', s)][-1]:.4f}" for s in args.seeds)
+        + " | bf16 "
+        + ", ".join(f"{curves[('bf16', s)][-1]:.4f}" for s in args.seeds)
+    )
+    print(f"mean |bf16 - fp32| at the same seed {same_seed:.4f}; mean |fp32 seed a - seed b| {seed_to_seed:.4f}")
+    return 0 if inside == windows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
