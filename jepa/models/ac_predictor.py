@@ -145,7 +145,7 @@ class VisionTransformerPredictorAC(nn.Module):
             (B, T * H'W', D) predicted features of frames 1..T (output frame t predicts input frame t + 1).
         """
         x, T = self._tokens(z, actions, states, extrinsics)
-        rope = self.rope(self.positions(T, z.device))
+        rope = self.rope(self.positions(T, z.device), dtype=x.dtype)
         mask = (
             block_causal_mask(T, self.cond_tokens + self.tokens_per_frame, z.device) if self.is_frame_causal else None
         )
@@ -178,7 +178,7 @@ class VisionTransformerPredictorAC(nn.Module):
         if not self.is_frame_causal:
             raise ValueError("forward_incremental needs a block-causal predictor (is_frame_causal=True)")
         x, T = self._tokens(z, actions, states, extrinsics)
-        rope = self.rope(self.positions(T, z.device, first_frame))
+        rope = self.rope(self.positions(T, z.device, first_frame), dtype=x.dtype)
         # new frames see every cached (earlier) frame; among themselves, the block-causal rule
         mask = None
         if T > 1:
