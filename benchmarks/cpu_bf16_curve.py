@@ -27,12 +27,15 @@ def run_dir(out: Path, precision: str, seed: int) -> Path:
     return out / f"{precision}_seed{seed}"
 
 
-def train(out: Path, precision: str, seed: int) -> None:
-    """One `cpu_quick` run (skipped when its 300 steps are already logged)."""
+def finished(out: Path, precision: str, seed: int, steps: int) -> bool:
+    metrics = run_dir(out, precision, seed) / "csv" / "metrics.csv"
+    return metrics.is_file() and max(losses(run_dir(out, precision, seed)), default=0) >= steps
+
+
+def command(out: Path, precision: str, seed: int) -> list[str]:
+    """`cpu_quick` at one precision and seed, logging every step to CSV."""
     folder = run_dir(out, precision, seed)
-    if (folder / "checkpoints" / "last.ckpt").is_file():
-        return
-    cmd = [
+    return [
         sys.executable,
         str(REPO / "launch" / "train.py"),
         "+experiment=cpu_quick",
@@ -45,8 +48,20 @@ def train(out: Path, precision: str, seed: int) -> None:
         "~callbacks.progress",
         "trainer.enable_progress_bar=false",
     ]
-    print("==", " ".join(cmd[2:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "WANDB_MODE": "disabled"})
+
+
+def train_all(out: Path, seeds: list[int], steps: int, parallel: int) -> None:
+    """Every (precision, seed) run not finished yet, `parallel` at a time (the curves do not depend on the load)."""
+    todo = [(p, s) for p in PRECISIONS for s in seeds if not finished(out, p, s, steps)]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for i in range(0, len(todo), parallel):
+        procs = []
+        for p, s in todo[i : i + parallel]:
+            cmd = command(out, p, s)
+            print("==", " ".join(cmd[2:]), flush=True)
+            procs.append(subprocess.Popen(cmd, cwd=REPO, env=env))
+        if any([proc.wait() for proc in procs]):
+            raise SystemExit("a training run failed")
 
 
 def losses(folder: Path) -> dict[int, float]:
@@ -69,10 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--window", type=int, default=30, help="steps per averaged window")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--parallel", type=int, default=1, help="training runs at a time")
     args = parser.parse_args(argv)
-    for precision in PRECISIONS:
-        for seed in args.seeds:
-            train(args.out, precision, seed)
+    train_all(args.out, args.seeds, args.steps, args.parallel)
     curves = {
         (p, s): window_means(losses(run_dir(args.out, p, s)), args.window, args.steps)
         for p in PRECISIONS

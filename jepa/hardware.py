@@ -55,7 +55,8 @@ def auto_precision(accelerator: str = "auto") -> str:
     return "bf16-mixed" if cpu_bf16_native() else "32-true"
 
 
-def auto_compile(accelerator: str = "auto") -> bool:
+def auto_compile(accelerator: str = "auto", strategy: str | None = None) -> bool:
     """Whether to train the compiled step: on CUDA yes (fused kernels; the eager step is launch-bound), on CPU no
-    (measured: the same speed as eager, after minutes of compiling; BENCHMARKS.md)."""
-    return _uses_cuda(accelerator)
+    (measured: the same speed as eager, after minutes of compiling; BENCHMARKS.md), and not under FSDP (`strategy`
+    names the strategy's class), where compiling before Lightning wraps the blocks has not been validated."""
+    return _uses_cuda(accelerator) and "FSDP" not in str(strategy or "")

@@ -52,4 +52,6 @@ def test_compile_fixed_counts_and_cudnn_benchmark_go_together():
     assert cfg.mask.fixed_counts is True and cfg.trainer.benchmark is True
     cfg = compose_train("+experiment=vjepa2_small", "trainer=gpu", "compile=false")  # eager stays available
     assert cfg.mask.fixed_counts is False and cfg.trainer.benchmark is False
-    assert compose_train("trainer=fsdp").trainer.precision == "bf16-mixed"
+    cfg = compose_train("trainer=fsdp")
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.compile is False  # FSDP trains eager unless asked
+    assert hardware.auto_compile("cpu") is False
