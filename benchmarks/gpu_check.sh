@@ -4,8 +4,9 @@
 #   2. `launch/train.py +experiment=vjepa2_large trainer=gpu` (bf16, compiled, fixed token counts, cuDNN benchmark)
 #      for 100 steps, saving at step 100; then the same command with max_steps=120 resumes from that checkpoint;
 #   3. the FSDP preset on one GPU for 10 steps, and `jepa.checkpoints.load_encoder` on its checkpoint;
-#   4. benchmarks/train_step.py on the same config and batch (compiled), and eager, beside the trainer's
-#      perf/clips_per_s (summary.json: the ratio, the resume step, the FSDP load).
+#   4. benchmarks/train_step.py on the same config and batch (compiled; eager last, if time is left), beside the
+#      trainer's perf/clips_per_s (summary.json: the ratio, the resume step, the FSDP load).
+# Training compiles block by block (compile_scope=blocks): a whole-model ViT-L compile takes about 5 minutes.
 # Needs .gpu_check/ from `bash benchmarks/gpu_check_prepare.sh` (wheels of what the GPU image lacks, the footage).
 #   OUT=/some/dir bash benchmarks/gpu_check.sh           # on the GPU machine
 #   OUT=/tmp/smoke bash benchmarks/gpu_check.sh --smoke  # anywhere: the same steps on a tiny model on the CPU
@@ -50,22 +51,22 @@ if ((smoke)); then
     predictor.predictor_embed_dim=32 predictor.depth=1 predictor.num_heads=2 data.batch_size=2 data.num_workers=2)
 fi
 run=(python3 launch/train.py "${common[@]}" "${gpu[@]}" run_name=bf16 callbacks.checkpoint.every_n_train_steps=$steps)
-step train 170 "${run[@]}" trainer.max_steps=$steps
+step train 200 "${run[@]}" trainer.max_steps=$steps
 cp "$work/runs/bf16/csv/metrics.csv" "$out/train_metrics.csv" # a resumed run's CSVLogger deletes it (PITFALLS 13)
-step resume 80 "${run[@]}" trainer.max_steps=$resumed
+step resume 70 "${run[@]}" trainer.max_steps=$resumed
 cp "$work/runs/bf16/csv/metrics.csv" "$out/resume_metrics.csv"
+
+bench=(python3 benchmarks/train_step.py "${bench_steps[@]}" +experiment=vjepa2_large "${gpu[@]}")
+step bench-compiled 70 "${bench[@]}" | tee -a "$out/bench.jsonl"
 
 fsdp=(python3 launch/train.py "${common[@]}" trainer=fsdp trainer.devices=1 compile=false run_name=fsdp
   trainer.max_steps=$fsdp_steps callbacks.checkpoint.every_n_train_steps=$fsdp_steps data.num_workers=12)
 if ((smoke)); then
   step fsdp-compose 60 "${fsdp[@]}" "${gpu[@]:1}" --cfg job | grep -E "FSDPStrategy|sharding_strategy|precision"
 else
-  step fsdp 80 "${fsdp[@]}" && cp "$work/runs/fsdp/csv/metrics.csv" "$out/fsdp_metrics.csv"
+  step fsdp 70 "${fsdp[@]}" && cp "$work/runs/fsdp/csv/metrics.csv" "$out/fsdp_metrics.csv"
 fi
-
-bench=(python3 benchmarks/train_step.py "${bench_steps[@]}" +experiment=vjepa2_large "${gpu[@]}")
-step bench-compiled 90 "${bench[@]}" | tee -a "$out/bench.jsonl"
-step bench-eager 45 "${bench[@]}" compile=false | tee -a "$out/bench.jsonl"
+step bench-eager 40 "${bench[@]}" compile=false | tee -a "$out/bench.jsonl"
 
 python3 - "$work/runs" "$out" $steps $resumed <<'EOF'
 import csv, json, statistics, sys
