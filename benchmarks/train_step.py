@@ -223,11 +223,20 @@ def largest_batch(overrides: list[str], start: int, steps: int) -> int:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" when tracked files differ from it), read when this module was imported."""
+    return _COMMIT
+
+
+def _read_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        return out.stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO, capture_output=True).returncode
+        return (head.stdout.strip() + ("+dirty" if dirty else "")) or None
     except OSError:
         return None
+
+
+_COMMIT = _read_commit()
 
 
 def encoder_name(cfg: DictConfig) -> str:
