@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_bf16_curve.py                          # 3 fp32 + 3 bf16 runs under outputs/cpu_bf16_curve
     python benchmarks/cpu_bf16_curve.py --seeds 0 1 2 3 --window 25
+    OMP_NUM_THREADS=1 python benchmarks/cpu_bf16_curve.py --parallel 6     # all runs at once, one thread each
 
 Runs `launch/train.py +experiment=cpu_quick` once per (precision, seed) (a finished run is reused), then prints, per
 window of steps, the mean training loss of every run, the fp32 seeds' range, and whether the bf16 seeds' mean lies in
@@ -14,10 +15,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
@@ -28,8 +32,13 @@ def run_dir(out: Path, precision: str, seed: int) -> Path:
 
 
 def finished(out: Path, precision: str, seed: int, steps: int) -> bool:
-    metrics = run_dir(out, precision, seed) / "csv" / "metrics.csv"
-    return metrics.is_file() and max(losses(run_dir(out, precision, seed)), default=0) >= steps
+    """Whether the run's last checkpoint is at `steps` (a half-done run is trained again from scratch: resuming would
+    delete the CSV log of its first part, PITFALLS 13)."""
+    last = run_dir(out, precision, seed) / "checkpoints" / "last.ckpt"
+    if last.is_file() and torch.load(last, map_location="cpu", weights_only=False)["global_step"] >= steps:
+        return True
+    shutil.rmtree(run_dir(out, precision, seed), ignore_errors=True)
+    return False
 
 
 def command(out: Path, precision: str, seed: int) -> list[str]:
