@@ -59,9 +59,9 @@ def command(out: Path, precision: str, seed: int) -> list[str]:
     ]
 
 
-def train_all(out: Path, seeds: list[int], steps: int, parallel: int) -> None:
+def train_all(out: Path, seeds: dict[str, list[int]], steps: int, parallel: int) -> None:
     """Every (precision, seed) run not finished yet, `parallel` at a time (the curves do not depend on the load)."""
-    todo = [(p, s) for p in PRECISIONS for s in seeds if not finished(out, p, s, steps)]
+    todo = [(p, s) for p in PRECISIONS for s in seeds[p] if not finished(out, p, s, steps)]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     for i in range(0, len(todo), parallel):
         procs = []
@@ -91,39 +91,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "cpu_bf16_curve")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--fp32-seeds", type=int, nargs="+", default=None, help="other fp32 seeds (default: --seeds)")
     parser.add_argument("--window", type=int, default=30, help="steps per averaged window")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--parallel", type=int, default=1, help="training runs at a time")
     args = parser.parse_args(argv)
-    train_all(args.out, args.seeds, args.steps, args.parallel)
+    seeds = {"fp32": args.fp32_seeds or args.seeds, "bf16": args.seeds}
+    train_all(args.out, seeds, args.steps, args.parallel)
     curves = {
         (p, s): window_means(losses(run_dir(args.out, p, s)), args.window, args.steps)
         for p in PRECISIONS
-        for s in args.seeds
+        for s in seeds[p]
     }
     windows = len(next(iter(curves.values())))
     inside = 0
     header = ["steps"] + [f"{p} s{s}" for p, s in curves] + ["fp32 min", "fp32 max", "bf16 mean", "inside"]
     print(" | ".join(header))
     for w in range(windows):
-        fp32 = [curves[("fp32", s)][w] for s in args.seeds]
+        fp32 = [curves[("fp32", s)][w] for s in seeds["fp32"]]
         bf16 = statistics.fmean(curves[("bf16", s)][w] for s in args.seeds)
         ok = min(fp32) <= bf16 <= max(fp32)
         inside += ok
         first = w * args.window + 1
         cells = [f"{first}-{min(first + args.window - 1, args.steps)}"] + [f"{c[w]:.4f}" for c in curves.values()]
         print(" | ".join(cells + [f"{min(fp32):.4f}", f"{max(fp32):.4f}", f"{bf16:.4f}", "yes" if ok else "NO"]))
-    same_seed = statistics.fmean(
-        abs(curves[("bf16", s)][w] - curves[("fp32", s)][w]) for s in args.seeds for w in range(windows)
+    shared = [s for s in seeds["bf16"] if s in seeds["fp32"]]
+    same_seed = (
+        statistics.fmean(abs(curves[("bf16", s)][w] - curves[("fp32", s)][w]) for s in shared for w in range(windows))
+        if shared
+        else float("nan")
     )
-    pairs = [(a, b) for i, a in enumerate(args.seeds) for b in args.seeds[i + 1 :]]
+    fp32_seeds = seeds["fp32"]
+    pairs = [(a, b) for i, a in enumerate(fp32_seeds) for b in fp32_seeds[i + 1 :]]
     seed_to_seed = statistics.fmean(
         abs(curves[("fp32", a)][w] - curves[("fp32", b)][w]) for a, b in pairs for w in range(windows)
     )
     print(f"bf16 seed mean inside the fp32 seeds' range in {inside}/{windows} windows")
     print(
         "final window: fp32 "
-        + ", ".join(f"{curves[('fp32', s)][-1]:.4f}" for s in args.seeds)
+        + ", ".join(f"{curves[('fp32', s)][-1]:.4f}" for s in seeds["fp32"])
         + " | bf16 "
         + ", ".join(f"{curves[('bf16', s)][-1]:.4f}" for s in args.seeds)
     )
