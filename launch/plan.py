@@ -90,6 +90,8 @@ def build_policy(cfg: DictConfig):
     if cfg.policy == "oracle":
         return OraclePolicy()
     world_model = load_world_model(cfg.checkpoint).to(cfg.device)
+    if hasattr(world_model, "set_rollout_precision"):
+        world_model.set_rollout_precision(cfg.rollout_precision)
     planner = instantiate(cfg.planner, _convert_="all")
     energy = instantiate(cfg.energy, _convert_="all")
     return MPCAgent(world_model, planner, energy, device=cfg.device, **cfg.agent)

@@ -23,17 +23,11 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jepa.data.pipeline import NoReadableSamplesError
+from jepa.hardware import auto_compile, auto_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 log = logging.getLogger("jepa.train")
-
-
-def auto_precision() -> str:
-    """bf16 autocast on a GPU that supports it, full fp32 elsewhere."""
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
 
 
 def wandb_offline() -> bool:
@@ -41,7 +35,9 @@ def wandb_offline() -> bool:
 
 
 def register_resolvers() -> None:
+    # bf16 on GPUs and on CPUs with native bf16, the compiled step on CUDA (jepa.hardware; overridable)
     OmegaConf.register_new_resolver("auto_precision", auto_precision, replace=True)
+    OmegaConf.register_new_resolver("auto_compile", auto_compile, replace=True)
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
 
 
@@ -77,16 +73,19 @@ def cluster_plugins() -> list:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
+def build_task(cfg: DictConfig) -> L.LightningModule:
+    """The LightningModule of `cfg.model`, its modules compiled in place when `cfg.compile` is set."""
+    task = instantiate(cfg.model, _convert_="all")
+    if cfg.get("compile"):
+        task.compile_modules(mode=cfg.get("compile_mode"), scope=cfg.get("compile_scope", "model"))
+    return task
+
+
 def train(cfg: DictConfig) -> L.Trainer:
     L.seed_everything(cfg.seed, workers=True)
     set_wandb_ids(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
-    task = instantiate(cfg.model, _convert_="all")
-    if cfg.get("compile"):
-        for module in task.children():
-            # in place: state-dict keys stay free of `_orig_mod.` (PITFALLS 6); static shapes, with the masks' fixed
-            # token counts (mask.fixed_counts follows compile): one graph per mask family / clip length
-            module.compile(dynamic=False)
+    task = build_task(cfg)
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
     trainer = instantiate(
         cfg.trainer,

@@ -147,3 +147,22 @@ def test_incremental_frames_equal_the_full_sequence():
         first = predictor.forward_incremental(z[:, :16], actions[:, :1], states[:, :1], cache, first_frame=0)
         rest = predictor.forward_incremental(z[:, 16:], actions[:, 1:], states[:, 1:], cache, first_frame=1)
     torch.testing.assert_close(torch.cat((first, rest), dim=1), full, atol=2e-5, rtol=1e-5)
+
+
+def test_bf16_rollouts_are_an_option_close_to_fp32_that_keeps_a_callers_autocast():
+    torch.manual_seed(0)
+    predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2).eval()
+    model = ACWorldModel(torch.nn.Identity(), predictor)
+    latents = torch.nn.functional.layer_norm(torch.randn(3, 1, 16, 40), (40,))
+    actions, states = torch.randn(3, 2, 2), torch.randn(3, 1, 2)
+    with torch.no_grad():
+        fp32 = model.rollout(latents, actions, states)
+        fast = model.set_rollout_precision("bf16").rollout(latents, actions, states)
+        # "fp32" leaves an enclosing autocast (a bf16-mixed training step) in force
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outer = model.set_rollout_precision("fp32").rollout(latents, actions, states)
+    assert fast.dtype == torch.float32 and not torch.equal(fast, fp32)
+    torch.testing.assert_close(fast, fp32, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(outer, fast)
+    with pytest.raises(ValueError, match="rollout_precision"):
+        model.set_rollout_precision("fp16")

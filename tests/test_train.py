@@ -114,6 +114,30 @@ def test_resume_gives_same_losses(tmp_path, shards):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_block_compiled_training_keeps_checkpoint_keys(tmp_path, shards):
+    """`compile=true compile_scope=blocks`: every transformer block compiled alone, fixed token counts, same keys."""
+    run_dir = tmp_path / "compiled"
+    overrides = [
+        f"data.shards='{shards}'",
+        "trainer.max_steps=3",
+        "data.steps_per_epoch=3",
+        "trainer.log_every_n_steps=1",
+    ]
+    trainer = run(
+        run_dir, *overrides, "callbacks.checkpoint.every_n_train_steps=3", "compile=true", "compile_scope=blocks"
+    )
+    assert trainer.global_step == 3
+    task = trainer.lightning_module
+    blocks = [*task.encoder.blocks, *task.target_encoder.blocks, *task.predictor.predictor_blocks]
+    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    assert getattr(task.encoder, "_compiled_call_impl", None) is None  # the rest stays eager
+    curve = losses(run_dir)
+    assert len(curve) == 3 and all(torch.isfinite(torch.tensor(v)) for v in curve.values())
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert not any("_orig_mod" in k for k in state)
+
+
 def test_missing_shards_is_one_clear_error(tmp_path):
     missing = tmp_path / "nowhere" / "shard-{000000..000001}.tar"
     proc = subprocess.run(

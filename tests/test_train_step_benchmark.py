@@ -1,10 +1,9 @@
-"""The benchmark's analytic FLOP model agrees with torch's flop counter (so its MFU figures mean something)."""
+"""The step benchmark runs the trainer's own step from the composed config, and its analytic FLOP model agrees with
+torch's flop counter (so its MFU figures mean something)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -13,20 +12,39 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import train_step  # noqa: E402
 
+TINY = [
+    "+experiment=cpu_quick",
+    "trainer.precision=32-true",
+    "encoder.embed_dim=48",
+    "encoder.depth=2",
+    "encoder.num_heads=2",
+    "encoder.patch_size=8",
+    "encoder.num_frames=4",
+    "encoder.img_size=32",
+    "predictor.predictor_embed_dim=32",
+    "predictor.depth=2",
+    "predictor.num_heads=2",
+    "data.batch_size=2",
+]
 
-def test_analytic_flops_match_the_flop_counter():
-    args = argparse.Namespace(
-        encoder="vit_tiny", frames=4, res=32, batch=2, act_ckpt=False, compile=False, foreach=False, warmup=0, steps=1
-    )
-    torch.manual_seed(0)
-    task, optimizer, collator = train_step.build(args, torch.device("cpu"))
-    task.encoder.blocks = task.encoder.blocks[:2]
-    task.target_encoder.blocks = task.target_encoder.blocks[:2]
-    task.predictor.predictor_blocks = task.predictor.predictor_blocks[:2]
-    (batch,) = train_step.make_batches(args, collator, torch.device("cpu"))
-    masks = [(c.size(1), t.size(1)) for c, t in zip(batch["ctx_idx"], batch["tgt_idx"], strict=True)]
-    analytic = train_step.analytic_step_flops(task.encoder, task.predictor, 2 * 2 * 2, masks, args.batch)
+
+def test_benchmark_steps_are_the_trainers_and_flops_match_the_counter():
+    cfg = train_step.compose_config(TINY)
+    bench = train_step.Bench(cfg, steps=2)
+    assert type(bench.task).__name__ == "PretrainTask" and bench.task.encoder.embed_dim == 48
+    before = {k: v.clone() for k, v in bench.task.encoder.state_dict().items()}
     with FlopCounterMode(display=False) as counter:
-        train_step.train_step(task, optimizer, batch, nullcontext())
+        times = bench.fit(bench.batches[:1])
+    assert len(times) == 1 and times[0] > 0
+    # Lightning ran the optimizer step: the weights moved
+    assert any(not torch.equal(before[k], v) for k, v in bench.task.encoder.state_dict().items())
+    masks = train_step.step_masks(bench.batches[0])
+    analytic = train_step.analytic_step_flops(bench.task.encoder, bench.task.predictor, 2 * 4 * 4, masks, 2)
     counted = counter.get_total_flops()
     assert abs(analytic - counted) / counted < 0.15, (analytic, counted)
+
+
+def test_benchmark_reports_one_json_row(capsys):
+    train_step.main(["--steps", "1", "--warmup", "0", "--gemm-size", "256", "--gemm-seconds", "0.05", *TINY])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert '"encoder"' in row and '"step_s"' in row and '"precision": "32-true"' in row

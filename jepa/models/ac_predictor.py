@@ -12,6 +12,7 @@ and width channels unrotated, which is exactly the reference's temporal-only rot
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -145,7 +146,7 @@ class VisionTransformerPredictorAC(nn.Module):
             (B, T * H'W', D) predicted features of frames 1..T (output frame t predicts input frame t + 1).
         """
         x, T = self._tokens(z, actions, states, extrinsics)
-        rope = self.rope(self.positions(T, z.device))
+        rope = self.rope(self.positions(T, z.device), dtype=x.dtype)
         mask = (
             block_causal_mask(T, self.cond_tokens + self.tokens_per_frame, z.device) if self.is_frame_causal else None
         )
@@ -178,7 +179,7 @@ class VisionTransformerPredictorAC(nn.Module):
         if not self.is_frame_causal:
             raise ValueError("forward_incremental needs a block-causal predictor (is_frame_causal=True)")
         x, T = self._tokens(z, actions, states, extrinsics)
-        rope = self.rope(self.positions(T, z.device, first_frame))
+        rope = self.rope(self.positions(T, z.device, first_frame), dtype=x.dtype)
         # new frames see every cached (earlier) frame; among themselves, the block-causal rule
         mask = None
         if T > 1:
@@ -257,6 +258,10 @@ class ACWorldModel(nn.Module):
             latent itself (the reference). Where consecutive latents differ little (a small agent on a static
             scene), the absolute form must first learn to copy its input to that precision; the residual form
             starts from "repeat the last latent" and learns only what the action changes.
+        rollout_precision: "fp32" (default: plans are exactly those of the fp32 model) or "bf16": `rollout` runs the
+            predictor under bf16 autocast (matrix products and attention in bf16, norms and the returned latents
+            in fp32). On GPUs and on CPUs with native bf16 (AVX-512 BF16, AMX) this is several times faster; the
+            energies, and so sometimes the chosen plan, differ slightly (BENCHMARKS.md, planner speed).
     """
 
     def __init__(
@@ -265,6 +270,7 @@ class ACWorldModel(nn.Module):
         predictor: VisionTransformerPredictorAC,
         integrate_states: bool = True,
         residual: bool = False,
+        rollout_precision: str = "fp32",
     ):
         super().__init__()
         self.encoder = encoder
@@ -273,6 +279,14 @@ class ACWorldModel(nn.Module):
         self.residual = residual
         # the trajectory shards' view of a frame: even size, centered square resized to the encoder's input, ImageNet
         self.preprocess = ImagePreprocessor(size=getattr(encoder, "img_size", None), even=True)
+        self.set_rollout_precision(rollout_precision)
+
+    def set_rollout_precision(self, precision: str) -> ACWorldModel:
+        """Sets `rollout`'s precision, "fp32" or "bf16" (see the class docstring); returns self."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f'rollout_precision must be "fp32" or "bf16", got {precision!r}')
+        self.rollout_precision = precision
+        return self
 
     @property
     def action_dim(self) -> int:
@@ -322,9 +336,20 @@ class ACWorldModel(nn.Module):
             )
         if states is None:
             states = latents.new_zeros(B, T0, self.predictor.state_dim)
-        if not self.predictor.is_frame_causal or (self.predictor.grad_checkpointing and torch.is_grad_enabled()):
-            return self._rollout_recompute(latents, actions, states, L)
-        # block-causal: each step runs the predictor on the newest frame only, over cached keys/values
+        # fp32 leaves any autocast of the caller (a bf16-mixed training step) as it is
+        bf16 = self.rollout_precision == "bf16"
+        with torch.autocast(latents.device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
+            if not self.predictor.is_frame_causal or (self.predictor.grad_checkpointing and torch.is_grad_enabled()):
+                out = self._rollout_recompute(latents, actions, states, L)
+            else:
+                out = self._rollout_cached(latents, actions, states, L)
+        return out.to(latents.dtype)
+
+    def _rollout_cached(
+        self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor, L: int
+    ) -> torch.Tensor:
+        """`rollout` of a block-causal predictor: each step runs on the newest frame over cached keys/values."""
+        T0, N = latents.shape[1:3]
         cache: list[dict[str, torch.Tensor]] = [{} for _ in self.predictor.predictor_blocks]
         z, a, s = latents, actions[:, :T0], states
         preds = []

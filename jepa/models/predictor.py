@@ -142,7 +142,7 @@ class VisionTransformerPredictor(nn.Module):
         pos = token_grid_positions(ids, gh, gw)
         if self.interpolate_rope:
             pos = interpolate_positions(pos, gh, gw, self.rope_reference_grid)
-        x = run_blocks(self.predictor_blocks, x, self.rope(pos), self.grad_checkpointing)
+        x = run_blocks(self.predictor_blocks, x, self.rope(pos, dtype=x.dtype), self.grad_checkpointing)
         x = self.predictor_norm(x)
 
         # where each input token went in the sorted sequence

@@ -73,14 +73,16 @@ class RoPE3D(nn.Module):
         omega = 1.0 / base ** (torch.arange(half, dtype=torch.float32) / half)
         self.register_buffer("omega", omega, persistent=False)
 
-    def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pos: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
             pos: (B, N, 3) or (N, 3) float (t, h, w) positions.
+            dtype: dtype of the returned tables (computed in float32, then cast once here rather than in every
+                block: pass the dtype the queries and keys will have, e.g. bfloat16 under bf16 autocast).
 
         Returns:
-            cos, sin: (B, 1, N, head_dim) (or (1, 1, N, head_dim)) float32 tables; channels past the three rotated
-            chunks have cos=1, sin=0 so that they pass through unchanged. `sin` is negated on even channels, so
-            that `apply_rope` needs only a pair swap (see there).
+            cos, sin: (B, 1, N, head_dim) (or (1, 1, N, head_dim)) tables (float32 unless `dtype`); channels past the
+            three rotated chunks have cos=1, sin=0 so that they pass through unchanged. `sin` is negated on even
+            channels, so that `apply_rope` needs only a pair swap (see there).
         """
         if pos.dim() == 2:
             pos = pos.unsqueeze(0)
@@ -97,7 +99,8 @@ class RoPE3D(nn.Module):
         if rest:
             cos = F.pad(cos, (0, rest), value=1.0)
             sin = F.pad(sin, (0, rest), value=0.0)
-        return cos.unsqueeze(1), sin.unsqueeze(1)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return (cos, sin) if dtype is None else (cos.to(dtype), sin.to(dtype))
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

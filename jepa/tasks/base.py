@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.distributed.fsdp import FullyShardedDataParallel
 
+from jepa.models.vit import Block
 from jepa.optim import ema_update, param_groups
 
 Schedule = Callable[[int], float]
@@ -46,6 +47,26 @@ class JEPATask(L.LightningModule):
 
     def module_kwargs(self) -> dict[str, dict]:
         return {}
+
+    def compile_modules(self, mode: str | None = None, scope: str = "model") -> None:
+        """torch.compile in place (state-dict keys stay free of `_orig_mod.`, PITFALLS 6), with static shapes: with
+        the masks' fixed token counts (`mask.fixed_counts` follows `compile`) one graph per mask family and clip
+        length. `mode="reduce-overhead"` adds CUDA graphs.
+
+        scope: "model" compiles every child module whole (fusion across blocks; a ViT-L takes minutes to compile);
+            "blocks" compiles each transformer `Block` alone (the rest stays eager): identical blocks share one
+            compiled graph, so compiling takes a fraction of the time.
+        """
+        if scope == "model":
+            targets = list(self.children())
+        elif scope == "blocks":
+            targets = [m for m in self.modules() if isinstance(m, Block)]
+            # every block shares Block.forward's code: one entry per (shape, width, grad mode), more than the default 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        else:
+            raise ValueError(f'compile scope must be "model" or "blocks", got {scope!r}')
+        for module in targets:
+            module.compile(dynamic=False, mode=mode)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = param_groups(self.trainable_modules(), self.wd_schedule(0))

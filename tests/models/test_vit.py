@@ -33,6 +33,17 @@ def test_keep_all_tokens_equals_full_forward():
     torch.testing.assert_close(enc(video, keep=keep), enc(video))
 
 
+def test_patch_embedding_gemm_equals_the_conv3d_and_embeds_only_kept_cubes():
+    torch.manual_seed(0)
+    embed = vit.PatchEmbed3D(patch_size=8, tubelet_size=2, in_chans=3, embed_dim=48)
+    video = torch.randn(2, 3, 4, 32, 48)
+    conv = embed.proj(video).flatten(2).transpose(1, 2)  # the reference's Conv3d tokens, (B, N, D)
+    torch.testing.assert_close(embed(video), conv, rtol=1e-5, atol=1e-5)
+    keep = torch.tensor([[0, 5, 17, 40], [2, 3, 30, 47]])
+    torch.testing.assert_close(embed(video, keep), vit.gather_tokens(conv, keep), rtol=1e-5, atol=1e-5)
+    assert list(embed.state_dict()) == ["proj.weight", "proj.bias"]  # checkpoints keep the Conv3d layout
+
+
 def test_bad_input_shape_is_a_clear_error():
     enc = tiny_encoder()
     with pytest.raises(ValueError, match="does not tile"):
