@@ -1,4 +1,4 @@
-"""benchmarks/ac_wall_eval.py: its starts split into free and blocked moves as the environment decides them."""
+"""benchmarks/wall_eval.py: its starts split into free and blocked moves as the environment decides them."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 from jepa.envs.two_rooms import MAX_STEP, Layout, move
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import ac_wall_eval  # noqa: E402
+import wall_eval  # noqa: E402
 
 
 def test_starts_in_front_of_the_wall_are_blocked_unless_at_the_door():
     layout = Layout()
-    starts, actions, ends = ac_wall_eval.starts_and_outcomes(np.random.default_rng(0), layout, 4 * MAX_STEP, 64, 4)
+    starts, actions, ends = wall_eval.starts_and_outcomes(np.random.default_rng(0), layout, 4 * MAX_STEP, 64, 4)
     assert np.allclose(np.linalg.norm(actions, axis=1), 4 * MAX_STEP)
     wall_starts = slice(0, None, 2)
     blocked = np.linalg.norm(ends - starts, axis=1) < 0.6 * 4 * MAX_STEP

@@ -1,6 +1,8 @@
 """World-model benchmark for planning: one-step latent error by action size, free moves against moves into the wall.
 
-python benchmarks/ac_wall_eval.py --checkpoint outputs/tworooms_ac/checkpoints/last.ckpt
+python benchmarks/wall_eval.py --checkpoint outputs/tworooms_wm/checkpoints/last.ckpt --frame-step 1 \
+    --sizes 0.5,1,1.5,2,2.45                                                  # jointly trained (one env step)
+python benchmarks/wall_eval.py --checkpoint outputs/tworooms_ac/checkpoints/last.ckpt   # V-JEPA 2-AC (4 env steps)
 
 A planner asks the world model about actions the random walks it trained on may not show: up to 4 x 2.45 px per
 latent step, straight into walls. For each action size this draws 192 starts on the fixed wall (half 2-8 px in
@@ -59,7 +61,7 @@ def main() -> None:
     model = load_world_model(args.checkpoint)
     layout, rng = Layout(FIXED_WALL_X, FIXED_DOOR_Y), np.random.default_rng(args.seed)
 
-    def encode(positions: np.ndarray) -> torch.Tensor:  # (B, 2) -> (B, N, D)
+    def encode(positions: np.ndarray) -> torch.Tensor:  # (B, 2) -> (B, *Z)
         images = torch.from_numpy(np.stack([render(layout, p) for p in positions]))
         return model.encode(images[:, None])[:, 0]  # the world model preprocesses raw renders itself
 
@@ -71,8 +73,8 @@ def main() -> None:
         before, after = encode(starts), encode(ends)
         one_step = lambda a: torch.as_tensor(a, dtype=torch.float32).unsqueeze(1)  # noqa: E731  (B, 2) -> (B, 1, 2)
         predicted = model.rollout(before.unsqueeze(1), one_step(actions), one_step(starts))[:, 0]
-        error = (predicted - after).abs().mean((1, 2)).numpy()
-        repeat = (before - after).abs().mean((1, 2)).numpy()
+        error = (predicted - after).abs().flatten(1).mean(1).numpy()
+        repeat = (before - after).abs().flatten(1).mean(1).numpy()
         blocked = np.linalg.norm(ends - starts, axis=1) < 0.6 * size
         rows.append((size, error, repeat, blocked))
     print(f"{args.checkpoint}: {args.count} starts per size, fixed wall, {time.perf_counter() - t0:.0f} s\n")
