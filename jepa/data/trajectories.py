@@ -190,8 +190,12 @@ class TrajectoryWindowDataset(VideoClipDataset):
 
     Yields:
         `{"video": (3, T, S, S), "actions": (T - 1, A), "states": (T, S), "scene": int, "key": str}`; `scene` is
-        the episode json's `scene` id (episodes recorded in the same static scene), -1 where it has none.
+        the episode json's `scene` id (episodes recorded in the same static scene), -1 where it has none. With
+        `raw_frames = True` (set it after construction) the frames come as stored, `"frames"`: (T, H, W, 3) uint8,
+        for world models that preprocess pixels themselves (`jepa.models.world_model.JEPAWorldModel`).
     """
+
+    raw_frames = False
 
     def _decode(self, sample: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         for name in ("mp4", "actions.npy", "states.npy"):
@@ -203,8 +207,9 @@ class TrajectoryWindowDataset(VideoClipDataset):
         twin = torch.Generator().set_state(generator.get_state())
         indices = clip_indices(len(states), self.frames_per_clip, self.frame_step, twin)
         frames = decode_clip(sample["mp4"], self.frames_per_clip, self.frame_step, generator)
+        pixels = {"frames": frames} if self.raw_frames else {"video": self.transform(frames, generator)}
         return {
-            "video": self.transform(frames, generator),
+            **pixels,
             "actions": torch.from_numpy(window_actions(actions, indices)).float(),
             "states": torch.from_numpy(states[indices]).float(),
             "scene": int(json.loads(sample["json"]).get("scene", -1)) if "json" in sample else -1,
@@ -334,6 +339,8 @@ class TrajectoryDataModule(VideoDataModule):
             persistent_workers, batch_transform: as `VideoDataModule`.
         crop_size: output side S; frames are center-cropped to a square and resized, never flipped or randomly
             cropped (that would break the action/state correspondence).
+        raw_frames: yield the stored frames untransformed as `frames` (B, T, H, W, 3) uint8 instead of `video`:
+            the input of a jointly trained world model, which preprocesses pixels itself (`model=world_model`).
     """
 
     def __init__(
@@ -352,6 +359,7 @@ class TrajectoryDataModule(VideoDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = False,
         batch_transform: Any = None,
+        raw_frames: bool = False,
     ) -> None:
         super().__init__(
             shards=shards,
@@ -367,6 +375,7 @@ class TrajectoryDataModule(VideoDataModule):
             batch_transform=batch_transform,
         )
         self.transform = VideoTransform(crop_size=crop_size, training=False)
+        self.raw_frames = raw_frames
         self.embedded_dir = embedded_dir
         self.embedded = dict(embedded or {})
         self.split = split
@@ -386,4 +395,5 @@ class TrajectoryDataModule(VideoDataModule):
         windows = TrajectoryWindowDataset(
             self.resolve(), self.frames_per_clip, self.frame_step, transform=self.transform, seed=self.seed
         )
+        windows.raw_frames = self.raw_frames
         self.train_set = BatchedClips(windows, self.batch_size, self.batch_transform)
