@@ -32,6 +32,7 @@ from jepa.data.mixing import DatasetSpec, MixedBatches
 from jepa.data.pipeline import BATCHES, DATASETS, VideoClipDataset, stream_seed
 from jepa.data.synthetic import ensure_synthetic_shards
 from jepa.data.transforms import VideoTransform
+from jepa.data.workers import StopSignalsIgnored
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,7 @@ class VideoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            worker_init_fn=StopSignalsIgnored(),  # a group SIGTERM/Ctrl-C is the trainer's to handle (PITFALLS 13)
         ).with_epoch(self.steps_per_epoch)
         self._loader.skip = skip
         return self._loader
