@@ -3,8 +3,11 @@
 Lightning trains on through a NaN loss and checkpoints NaN weights (PITFALLS 13). `NonFiniteLossGuard` checks the
 loss of every micro-batch before its backward pass; when any rank saw a non-finite one, every rank drops the
 step's gradients, so the optimizer leaves the weights as they were (a single spike, e.g. one bad batch, costs one
-step). After ``patience`` such steps in a row the run stops with `NonFiniteLossError`, naming the steps. A checkpoint
-is never written from non-finite weights: `on_save_checkpoint` refuses, so ``last.ckpt`` keeps the last good state.
+step). After ``patience`` such steps in a row the run stops with `NonFiniteLossError`, naming the steps.
+
+Checkpoints keep the last good state: `FiniteModelCheckpoint` skips its periodic save at a step whose loss was not
+finite (the weights then gave NaN on that batch: a learning rate of 1e30 makes finite but useless weights first),
+and `NonFiniteLossGuard.on_save_checkpoint` refuses any save of non-finite weights.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,21 @@ class NonFiniteLossGuard(L.Callback):
                 "last checkpoint keeps the last good state; lower the learning rate (optim.lr_schedule.peak) or "
                 "clip gradients (trainer.gradient_clip_val=1.0)"
             )
+
+
+class FiniteModelCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint` (same arguments) that skips its periodic save at a step with a non-finite loss.
+
+    The save moves to the next checkpoint step (or the end of training), so ``last.ckpt`` never holds weights that
+    just produced NaN. All ranks decide together (a save is collective).
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            log.warning("step %d: loss not finite, checkpoint not saved at this step", trainer.global_step)
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
