@@ -305,7 +305,8 @@ class VideoDataModule(L.LightningDataModule):
         good = sum(g for g, _ in self.data_stats.values())
         skipped = sum(s for _, s in self.data_stats.values())
         if skipped >= 2 * max(self._warned_at, 8):
-            log.warning("skipped %d of %d samples read so far (corrupt, undecodable or too short)", skipped, good)
+            log.warning("skipped %d of %d samples read so far (corrupt, undecodable, truncated or too short)",
+                        skipped, good + skipped)  # fmt: skip
             self._warned_at = skipped
         trainer = self.trainer
         if trainer is None or not trainer.loggers or trainer.global_step % max(trainer.log_every_n_steps, 1):
