@@ -13,6 +13,7 @@ so new arguments are checked without a table; ranges and a few relations between
 from __future__ import annotations
 
 import collections.abc
+import copy
 import difflib
 import importlib
 import inspect
@@ -212,8 +213,8 @@ def check_files(cfg: Mapping) -> list[str]:
         for part in key.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
         if isinstance(value, str) and value != "???" and not Path(value).expanduser().is_file():
-            what = "is a folder, not a checkpoint file" if Path(value).is_dir() else "does not exist"
-            problems.append(f"{key}={value} {what}: {advice}")
+            what = "a folder, not a checkpoint file" if Path(value).is_dir() else "checkpoint not found"
+            problems.append(f"{key}: {what}: {value}; {advice}")
     data = cfg.get("data")
     specs = []
     if isinstance(data, Mapping) and str(data.get("_target_", "")).endswith("DataModule"):
@@ -231,17 +232,25 @@ def check_files(cfg: Mapping) -> list[str]:
     return problems
 
 
-def check_config(cfg: DictConfig, filled_by_launcher: set[str] = FILLED_BY_LAUNCHER) -> None:
+def check_config(cfg: DictConfig, filled_by_launcher: set[str] = FILLED_BY_LAUNCHER, files: bool = True) -> None:
     """Raise `ConfigError` listing every wrong value of a composed config (nothing is created or started).
+
+    Args:
+        cfg: The composed config.
+        filled_by_launcher: Keys the launcher sets itself (left at ``???`` in the config).
+        files: Also check that named checkpoints exist and data shards resolve.
 
     Raises:
         ConfigError: One line per problem: the key, its value, and what it must be.
     """
+    if "hydra" in cfg:  # composed with Hydra's own node (a sweep): its values are Hydra's to check
+        cfg = copy.deepcopy(cfg)
+        OmegaConf.set_struct(cfg, False)
+        del cfg["hydra"]
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as err:
         raise ConfigError(f"the config does not resolve: {err}") from None
-    resolved.pop("hydra", None)
     problems = [
         f"{path} is required (set {path}=...)"
         for path, value in _leaves(resolved)
@@ -252,7 +261,7 @@ def check_config(cfg: DictConfig, filled_by_launcher: set[str] = FILLED_BY_LAUNC
     direct = [p for path, p in node_problems if not _interpolated(cfg, p.split("=")[0].split(" ")[0])]
     problems += direct or [p for _, p in node_problems]
     problems += check_relations(resolved)
-    if not problems:
+    if files and not problems:
         problems += check_files(resolved)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
