@@ -130,7 +130,8 @@ def main(cfg: DictConfig) -> None:
         sys.stdout.flush()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
-    sys.exit(status)
+    if status:  # not on success: in a sweep, the next job runs in this process
+        sys.exit(status)
 
 
 register_resolvers()
