@@ -67,7 +67,8 @@ def train(cfg: DictConfig) -> L.Trainer:
     if ckpt_path is not None:
         log.info("resuming from %s (use another run_name for a fresh run)", ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
-    set_wandb_ids(cfg, resuming=ckpt_path is not None and Path(ckpt_path).parent == own_last_checkpoint(cfg).parent)
+    own = ckpt_path is not None and Path(ckpt_path).resolve().parent == own_last_checkpoint(cfg).resolve().parent
+    set_wandb_ids(cfg, resuming=own)  # the same wandb run only when this run folder's own checkpoint goes on
     task = instantiate(cfg.model, _convert_="all")  # before the data: a model error must not wait for generated data
     datamodule = instantiate(cfg.data, _convert_="all")
     if cfg.get("compile"):
