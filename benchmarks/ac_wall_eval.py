@@ -22,7 +22,6 @@ import torch
 
 from jepa.checkpoints import load_world_model
 from jepa.envs.two_rooms import FIXED_DOOR_Y, FIXED_WALL_X, MAX_STEP, Layout, move, render, sample_in_room
-from jepa.planning.mpc import image_to_frames
 
 
 def starts_and_outcomes(
@@ -59,10 +58,10 @@ def main() -> None:
     t0 = time.perf_counter()
     model = load_world_model(args.checkpoint)
     layout, rng = Layout(FIXED_WALL_X, FIXED_DOOR_Y), np.random.default_rng(args.seed)
-    size_px = model.encoder.img_size
 
     def encode(positions: np.ndarray) -> torch.Tensor:  # (B, 2) -> (B, N, D)
-        return model.encode(image_to_frames(np.stack([render(layout, p) for p in positions]), size_px))[:, 0]
+        images = torch.from_numpy(np.stack([render(layout, p) for p in positions]))
+        return model.encode(images[:, None])[:, 0]  # the world model preprocesses raw renders itself
 
     rows = []
     for size in (float(s) for s in args.sizes.split(",")):

@@ -374,10 +374,13 @@ def load_released_ac(
 def load_world_model(
     path_or_checkpoint: str | Path | Mapping[str, Any], integrate_states: bool = True, **released_kwargs: Any
 ) -> nn.Module:
-    """An `ACWorldModel` (frozen, eval) from our AC training `.ckpt` or a released V-JEPA 2-AC `.pt`.
+    """A planning world model (frozen, eval) from a checkpoint: a `JEPAWorldModel` from our jointly trained
+    `.ckpt` (`+experiment=tworooms_wm`), or an `ACWorldModel` from our AC training `.ckpt` or a released V-JEPA 2-AC
+    `.pt`.
 
     Args:
-        path_or_checkpoint: our `.ckpt` (holds `module_kwargs` with `encoder` and `ac_predictor`) or a released file.
+        path_or_checkpoint: our `.ckpt` (holds `module_kwargs` with `world_model`, or `encoder` and `ac_predictor`)
+            or a released file.
         integrate_states: rollouts advance states by the actions (ours: as trained, from the checkpoint).
         **released_kwargs: `load_released_ac` arguments (`num_heads`, `img_size`) for released files.
     """
@@ -385,6 +388,8 @@ def load_world_model(
 
     ckpt = _load(path_or_checkpoint)
     residual = False
+    if "state_dict" in ckpt and "encoder" in ckpt.get("module_kwargs", {}).get("world_model", {}):
+        return _load_jepa_world_model(ckpt)
     if "state_dict" in ckpt:
         kwargs = ckpt.get("module_kwargs", {})
         integrate_states = kwargs.get("world_model", {}).get("integrate_states", integrate_states)
@@ -401,6 +406,19 @@ def load_world_model(
         modules = load_released_ac(ckpt, **released_kwargs)
         encoder, predictor = modules["encoder"], modules["predictor"]
     return ACWorldModel(encoder, predictor, integrate_states, residual).eval().requires_grad_(False)
+
+
+def _load_jepa_world_model(ckpt: Mapping[str, Any]) -> nn.Module:
+    """A jointly trained `JEPAWorldModel` (frozen, eval) from our `.ckpt` (its spec in `module_kwargs`)."""
+    from jepa.models.world_model import JEPAWorldModel
+
+    world_model = JEPAWorldModel.from_spec(ckpt["module_kwargs"]["world_model"])
+    state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
+    prefix = "world_model."
+    load_state_dict_strict(
+        world_model, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, "world model"
+    )
+    return world_model.eval().requires_grad_(False)
 
 
 def load_energy_head(path_or_checkpoint: str | Path | Mapping[str, Any]) -> nn.Module:

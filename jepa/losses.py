@@ -1,5 +1,6 @@
-"""Loss functions (pure, shape-documented): V-JEPA 2's masked L1, V-JEPA 2.1's dense loss, and
-the slow-feature loss of the planning-energy head.
+"""Loss functions (pure, shape-documented): V-JEPA 2's masked L1, V-JEPA 2.1's dense loss, the regularisers of
+jointly trained world models (variance, covariance, time similarity, trajectory variance, SIGReg), and the
+slow-feature loss of the planning-energy head.
 
 V-JEPA 2.1 (vjepa2 `app/vjepa_2_1/train.py`) adds to the masked-token L1 a loss on the visible (context) tokens:
 
@@ -44,6 +45,61 @@ def jepa_l2_loss(z_pred: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
     return (z_pred - z_tgt).square().mean()
 
 
+def variance_hinge(z: torch.Tensor, target: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    """VICReg's variance term: mean over features of relu(target - std), std over the N samples of (N, D) `z`.
+
+    Zero when every feature spreads over the batch; it rises towards `target` as the representation collapses, so it
+    also reads as a collapse detector.
+    """
+    std = torch.sqrt(z.var(dim=0) + eps)
+    return F.relu(target - std).mean()
+
+
+def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
+    """VICReg's covariance term: mean squared off-diagonal covariance of (N, D) `z` (features decorrelated)."""
+    N, D = z.shape
+    centred = z - z.mean(dim=0)
+    cov = centred.T @ centred / (N - 1)
+    return (cov.square().sum() - cov.diagonal().square().sum()) / (D * (D - 1))
+
+
+def temporal_similarity(z: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of consecutive latents of (B, T, ...) `z`, over every element (eb_jepa's
+    `TemporalSimilarityLoss`): a latent that moves little per step, so distances follow paths."""
+    return (z[:, 1:] - z[:, :-1]).square().mean()
+
+
+def trajectory_variance_hinge(z: torch.Tensor, target: float = 0.5, eps: float = 1e-4) -> torch.Tensor:
+    """mean over clips and features of relu(target - std over time) for (B, T, D) `z`.
+
+    Slow-feature analysis asks for unit variance along each trajectory, where VICReg asks for it across the batch.
+    Where each clip has its own scene (a new wall per clip), the batch variance is met by encoding the scene alone,
+    which stays put within a clip; this term asks that features also change along the clip, i.e. follow what the
+    agent does. Without it the encoder first learns the walls and only slowly, if at all, the agent (BENCHMARKS.md).
+    """
+    std = torch.sqrt(z.var(dim=1) + eps)  # (B, D)
+    return F.relu(target - std).mean()
+
+
+def epps_pulley(x: torch.Tensor, t_max: float = 3.0, points: int = 17) -> torch.Tensor:
+    """Epps-Pulley statistic of each column of (N, M) `x` against N(0, 1): the integral over t in [-t_max, t_max] of
+    exp(-t^2 / 2) |mean exp(i t x) - exp(-t^2 / 2)|^2 (trapezoid rule), (M,)."""
+    t = torch.linspace(-t_max, t_max, points, device=x.device, dtype=x.dtype)
+    gauss = torch.exp(-0.5 * t.square())
+    xt = x.unsqueeze(-1) * t  # (N, M, P)
+    real, imag = torch.cos(xt).mean(0), torch.sin(xt).mean(0)  # the empirical characteristic function, (M, P)
+    err = gauss * ((real - gauss).square() + imag.square())
+    return torch.trapezoid(err, t, dim=-1)
+
+
+def sigreg(z: torch.Tensor, slices: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
+    """SIGReg (LeJEPA): the Epps-Pulley distance of `slices` random 1-D projections of (N, D) `z` from N(0, 1),
+    averaged. Pushes the embedding towards an isotropic Gaussian: one term in place of variance + covariance."""
+    directions = torch.randn(z.size(-1), slices, generator=generator, dtype=z.dtype).to(z.device)
+    directions = directions / directions.norm(dim=0, keepdim=True)
+    return epps_pulley(z @ directions).mean()
+
+
 def slow_feature_loss(
     h: torch.Tensor,
     sim_coeff: float = 12.0,
@@ -67,14 +123,10 @@ def slow_feature_loss(
     """
     if h.dim() != 3 or h.size(1) < 2:
         raise ValueError(f"slow_feature_loss needs (B, T >= 2, K) embeddings, got {tuple(h.shape)}")
-    sim = (h[:, 1:] - h[:, :-1]).square().sum(-1).mean()
+    sim = temporal_similarity(h) * h.size(-1)  # squared distance summed over the K features
     flat = h.flatten(0, 1)
-    flat = flat - flat.mean(0)
-    std = torch.sqrt(flat.var(0) + eps)
-    std_loss = F.relu(std_target - std).mean()
-    K = flat.size(1)
-    cov = flat.T @ flat / (flat.size(0) - 1)
-    cov_loss = (cov.square().sum() - cov.diagonal().square().sum()) / (K * (K - 1))
+    std_loss = variance_hinge(flat, std_target, eps)
+    cov_loss = covariance_penalty(flat)
     loss = sim_coeff * sim + std_coeff * std_loss + cov_coeff * cov_loss
     return loss, {"sim": sim, "std": std_loss, "cov": cov_loss}
 

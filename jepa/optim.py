@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,6 +59,45 @@ class WarmupConstantCooldown:
             progress = min((step - cooldown_start) / cooldown, 1.0)
             return self.peak + (self.final - self.peak) * progress
         return self.peak
+
+
+@dataclass(frozen=True)
+class WarmupCosine:
+    """Linear warmup `0 -> peak` over `warmup_fraction` of `total_steps`, then cosine `peak -> final` (eb_jepa's
+    `CosineWithWarmup`, the jointly trained world model's LR)."""
+
+    peak: float
+    total_steps: int
+    warmup_fraction: float = 0.1
+    final: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        warmup = int(self.warmup_fraction * self.total_steps)
+        if step < warmup:
+            return self.peak * (step + 1) / warmup
+        progress = min((step - warmup) / max(self.total_steps - warmup, 1), 1.0)
+        return self.final + (self.peak - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class PiecewiseLinear:
+    """Linear between (fraction of `total_steps`, value) points, constant beyond the first and last: e.g. a loss
+    weight held for the first quarter of a run, then faded out by its half: `points=[[0, 16], [0.25, 16], [0.5, 0]]`.
+    """
+
+    points: Sequence[Sequence[float]]
+    total_steps: int
+
+    def __post_init__(self) -> None:
+        fractions = [float(p[0]) for p in self.points]
+        if not self.points or fractions != sorted(fractions):
+            raise ValueError(f"PiecewiseLinear needs points sorted by fraction, got {list(self.points)}")
+
+    def __call__(self, step: int) -> float:
+        progress = step / max(self.total_steps, 1)
+        fractions = [float(p[0]) for p in self.points]
+        values = [float(p[1]) for p in self.points]
+        return float(np.interp(progress, fractions, values))
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,11 @@ def test_released_ac_as_world_model(vjepa2_fixture):
     _, N, D = fixture_geometry(cfg)
     A = cfg["ac_action_dim"]
     frames = torch.randn(1, 3, 2, cfg["img"], cfg["img"])
-    z = wm.encode(frames)
+    z = wm.encode_frames(frames)
     assert z.shape == (1, 2, N, D)
+    # planning: raw images as an environment renders them (another size), preprocessed by the world model itself
+    images = torch.randint(0, 256, (1, 2, cfg["img"] + 1, cfg["img"] + 1, 3), dtype=torch.uint8)
+    assert wm.encode(images).shape == (1, 2, N, D)
     assert wm.rollout(z, torch.zeros(1, 4, A), torch.zeros(1, 2, A)).shape == (1, 3, N, D)
 
 
@@ -97,7 +100,7 @@ def test_rollout_matches_teacher_forcing_first_step_and_integrates_states():
     torch.manual_seed(0)
     encoder = VisionTransformer(img_size=32, patch_size=8, embed_dim=40, depth=1, num_heads=2)
     wm = ACWorldModel(encoder, VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)).eval()
-    z = wm.encode(torch.randn(3, 3, 2, 32, 32))  # (B, T, N, D)
+    z = wm.encode_frames(torch.randn(3, 3, 2, 32, 32))  # (B, T, N, D)
     actions, states = torch.randn(3, 5, 2), torch.randn(3, 2, 2)
     with torch.no_grad():
         pred = wm.rollout(z, actions, states)
@@ -115,7 +118,7 @@ def test_residual_world_model_starts_from_repeat_last():
     predictor = VisionTransformerPredictorAC(**TINY, action_dim=2, state_dim=2)
     torch.nn.init.zeros_(predictor.predictor_proj.weight)
     wm = ACWorldModel(encoder, predictor, residual=True).eval()
-    z = wm.encode(torch.randn(2, 3, 1, 32, 32))
+    z = wm.encode_frames(torch.randn(2, 3, 1, 32, 32))
     with torch.no_grad():
         pred = wm.rollout(z, torch.randn(2, 3, 2), torch.randn(2, 1, 2))
     torch.testing.assert_close(pred, z.expand(-1, 3, -1, -1), atol=1e-5, rtol=0)

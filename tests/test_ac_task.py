@@ -153,7 +153,8 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     assert json.loads((tmp_path / "eval" / "errors.json").read_text())["model"] == result["model"]
     assert (tmp_path / "eval" / "errors.png").stat().st_size > 1000
 
-    # latent MPC with it: JSON results, an image strip per episode, the energy landscape; then toward an image file
+    # latent MPC with it (the frozen V-JEPA 2-AC route's planning config): JSON results, an image strip per
+    # episode, the energy landscape; then through a planning-energy head; then toward an image file
     def plan(*overrides: str) -> dict:
         small = [
             "planner.samples=16",
@@ -162,12 +163,23 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
             "planner.horizon=2",
             "planner.straight_lines=4",
         ]
-        cfg = compose_config("plan", f"checkpoint={tmp_path / 'ac' / 'checkpoints' / 'last.ckpt'}", *small, *overrides)
+        ckpt = tmp_path / "ac" / "checkpoints" / "last.ckpt"
+        cfg = compose_config("plan_tworooms_ac", f"checkpoint={ckpt}", "seed=0", *small, *overrides)
         return plan_launcher.plan(cfg)
 
-    summary = plan("episodes=2", "max_env_steps=8", "energy_landscape=true", f"output_dir={tmp_path / 'plan'}")
+    raw = ["energy=latent", "energy.p=1"]
+    summary = plan(
+        *raw,
+        "episodes=2",
+        "max_env_steps=8",
+        "energy_landscape=true",
+        "save_strips=true",
+        f"output_dir={tmp_path / 'plan'}",
+    )
     saved = json.loads((tmp_path / "plan" / "results.json").read_text())
-    assert saved["episodes"] == 2 and saved["seconds_per_plan"] > 0
+    assert saved["episodes"] == 2 and saved["seeds"] == [0, 1] and saved["seconds_per_plan"] > 0
+    low, high = saved["success_interval_95"]
+    assert low <= saved["success_rate"] <= high
     assert saved["success_rate"] == sum(row["success"] for row in saved["per_episode"]) / 2
     assert [row["env_steps"] for row in saved["per_episode"]] == [8, 8]
     assert [row["plans"] for row in saved["per_episode"]] == [2, 2]  # 4 environment steps per planned action
@@ -198,10 +210,11 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     summary = plan(
         "episodes=1",
         "max_env_steps=8",
-        f"energy_head={tmp_path / 'energy' / 'energy_head.ckpt'}",
+        f"energy.head.path_or_checkpoint={tmp_path / 'energy' / 'energy_head.ckpt'}",
         f"output_dir={tmp_path / 'plan_head'}",
     )
-    assert summary["energy_head"].endswith("energy_head.ckpt") and summary["per_episode"][0]["plans"] == 2
+    assert summary["energy"]["head"]["path_or_checkpoint"].endswith("energy_head.ckpt")
+    assert summary["per_episode"][0]["plans"] == 2
 
     import matplotlib.image
 
@@ -209,7 +222,7 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
 
     matplotlib.image.imsave(tmp_path / "goal.png", TwoRoomsEnv().reset(seed=5)[1]["goal_image"])
     summary = plan(
-        "episodes=1", "max_env_steps=4", f"goal_image={tmp_path / 'goal.png'}", f"output_dir={tmp_path / 'f'}"
+        *raw, "episodes=1", "max_env_steps=4", f"goal_image={tmp_path / 'goal.png'}", f"output_dir={tmp_path / 'f'}"
     )
     assert "success_rate" not in summary and summary["per_episode"][0]["env_steps"] == 4
 

@@ -80,25 +80,37 @@ def test_unknown_experiment_lists_valid_names():
         assert name in proc.stderr
 
 
-@pytest.mark.parametrize("planner", ["cem", "mppi"])
-def test_planning_configs_build_their_planners(planner):
-    sys.path.insert(0, str(REPO / "launch"))
-    import plan  # registers the `mul` resolver
+@pytest.mark.parametrize("planner", ["cem", "mppi", "gradient"])
+def test_planning_configs_build_their_planners_from_the_environment(planner):
+    import gymnasium as gym
+    import numpy as np
+
+    from jepa.envs.adapters import TwoRoomsAdapter
+    from jepa.planning.planners import ActionBounds
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        two_rooms = compose("plan", overrides=[f"planner={planner}", "checkpoint=x"])
+        joint = compose("plan", overrides=[f"planner={planner}"])
+        ac = compose("plan_tworooms_ac", overrides=[f"planner={planner}"])
         point_maze = compose("plan_pointmaze", overrides=[f"planner={planner}"])
         energy = compose("energy_head_pointmaze")
-    # Two Rooms: a planned action sums 4 displacements of norm <= 2.45; PointMaze: 10 forces in [-1, 1] per axis
-    two_rooms_planner = instantiate(two_rooms.planner)
-    assert two_rooms_planner.bounds.max_norm == pytest.approx(4 * 2.45)
-    # CEM's straight lines (16 headings at full speed, and standing still) ship for Two Rooms only, where measured
-    lines = two_rooms_planner.proposals
+    assert joint.checkpoint.endswith("tworooms_wm/checkpoints/last.ckpt") and joint.env.fixed_layout is False
+    assert joint.energy._target_.endswith("GoalEnergy") and ac.energy._target_.endswith("HeadEnergy")
+    # bounds come from the environment: Two Rooms' 2.45 px per step, times the planned action's environment steps
+    two_rooms = TwoRoomsAdapter()
+    built = instantiate(joint.planner, _convert_="all")
+    built.configure(2, ActionBounds.from_env(two_rooms, joint.agent.action_repeat))
+    assert built.bounds.max_norm == pytest.approx(2.45)
+    ac_planner = instantiate(ac.planner, _convert_="all")
+    ac_planner.configure(2, ActionBounds.from_env(two_rooms, ac.agent.action_repeat))
+    assert ac_planner.bounds.max_norm == pytest.approx(4 * 2.45)
+    # CEM's straight lines (16 headings at full speed, and standing still) ship for the AC route's CEM, as measured
+    lines = getattr(ac_planner, "proposals", None)
     assert (None if lines is None else tuple(lines.shape)) == ((17, 4, 2) if planner == "cem" else None)
-    assert instantiate(point_maze.planner).proposals is None
-    bounds = instantiate(point_maze.planner).bounds
-    assert (bounds.low, bounds.high, bounds.max_norm) == (-10.0, 10.0, None)
-    assert plan.landscape_extent(bounds) == 10.0  # the energy landscape spans the whole action box
+    maze = type("Maze", (), {"action_space": gym.spaces.Box(-1.0, 1.0, (2,), np.float32), "max_action_norm": None})
+    maze_planner = instantiate(point_maze.planner, _convert_="all")
+    maze_planner.configure(2, ActionBounds.from_env(maze, point_maze.agent.action_repeat))
+    assert (maze_planner.bounds.low, maze_planner.bounds.high) == ((-10.0, -10.0), (10.0, 10.0))
+    assert maze_planner.bounds.max_norm is None and maze_planner.bounds.reach() == 10.0
     assert point_maze.env._target_.endswith("PointMazeAdapter") and point_maze.max_env_steps == 300
     assert point_maze.checkpoint.endswith("pointmaze_ac/checkpoints/last.ckpt")
     assert energy.data.shards.endswith("point_maze/train/shard-*.tar") and energy.data.frames_per_clip == 11

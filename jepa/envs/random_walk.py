@@ -17,13 +17,19 @@ import numpy as np
 from jepa.envs.two_rooms import (
     BORDER,
     DOOR_HALF,
+    DOOR_Y_RANGE,
+    FIXED_DOOR_Y,
+    FIXED_WALL_X,
     MAX_STEP,
     ROOM_MARGIN,
     SIZE,
     WALL_HALF,
+    WALL_X_RANGE,
     Layout,
     move,
+    move_batch,
     render,
+    render_batch,
     sample_in_room,
     sample_layout,
 )
@@ -113,3 +119,102 @@ def crossed_door(states: np.ndarray, layout: Layout) -> bool:
     """True if the trajectory's positions (T, 2) visit both rooms."""
     rooms = {layout.room(x) for x in states[:, 0]}
     return len(rooms) == 2
+
+
+class TwoRoomsWalks:
+    """Random-walk clips in Two Rooms, drawn a batch at a time with a new layout per clip: the on-the-fly training
+    data of jointly trained world models (`jepa.data.generated.GeneratedClipDataModule` calls it).
+
+    The same walk as `random_walk` (von Mises heading drift, per-walk speed, door and wall-bump starts, walls that
+    stop the agent as `two_rooms.move` does), vectorised over the batch: a batch of 64 clips of 17 frames takes a few
+    milliseconds, so no dataset is stored. (`random_walk` stays the per-trajectory version behind the stored
+    shards, whose random draws it must keep.)
+
+    Args:
+        frames: frames per clip T (T - 1 actions).
+        fixed_layout: wall x 32 / door y 18 in every clip instead of a random layout per clip.
+        door_fraction: share of clips started in front of the door, heading through it.
+        bump_fraction: share of clips started 3-9 px from the wall away from the door, heading into it.
+        kappa: von Mises concentration of the per-step heading change.
+        speed_range: each clip's mean step length, uniform in [low, high] px.
+        step_std: spread of the step length around the clip's mean (clipped to [0, 2.45] px).
+    """
+
+    def __init__(
+        self,
+        frames: int = 17,
+        fixed_layout: bool = False,
+        door_fraction: float = 0.35,
+        bump_fraction: float = 0.0,
+        kappa: float = 4.0,
+        speed_range: tuple[float, float] = (0.5, MAX_STEP),
+        step_std: float = 0.4,
+    ) -> None:
+        if frames < 2:
+            raise ValueError(f"TwoRoomsWalks needs frames >= 2 (a clip holds frames - 1 actions), got {frames}")
+        if not 0.0 <= door_fraction + bump_fraction <= 1.0:
+            raise ValueError(f"door_fraction + bump_fraction must lie in [0, 1], got {door_fraction + bump_fraction}")
+        self.frames, self.fixed_layout = frames, fixed_layout
+        self.door_fraction, self.bump_fraction = door_fraction, bump_fraction
+        self.kappa, self.speed_range, self.step_std = kappa, tuple(speed_range), step_std
+
+    def layouts(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) wall columns and (B,) door rows."""
+        if self.fixed_layout:
+            return np.full(batch_size, FIXED_WALL_X), np.full(batch_size, FIXED_DOOR_Y)
+        return (
+            rng.integers(WALL_X_RANGE[0], WALL_X_RANGE[1] + 1, batch_size),
+            rng.integers(DOOR_Y_RANGE[0], DOOR_Y_RANGE[1] + 1, batch_size),
+        )
+
+    def starts(
+        self, rng: np.random.Generator, wall_x: np.ndarray, door_y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 2) start positions and (B,) headings: uniform in a random room, or in front of the door heading
+        through it, or in front of the wall heading into it."""
+        B = len(wall_x)
+        room = rng.integers(0, 2, B)
+        low_x = np.where(room == 0, BORDER + ROOM_MARGIN, wall_x + WALL_HALF + 0.5 + ROOM_MARGIN)
+        high_x = np.where(room == 0, wall_x - WALL_HALF - 0.5 - ROOM_MARGIN, SIZE - 1 - BORDER - ROOM_MARGIN)
+        x = rng.uniform(low_x, high_x)
+        y = rng.uniform(BORDER + ROOM_MARGIN, SIZE - 1 - BORDER - ROOM_MARGIN, B)
+        heading = rng.uniform(-np.pi, np.pi, B)
+        kind = rng.random(B)
+        side = np.where(rng.random(B) < 0.5, -1.0, 1.0)
+        offset = rng.uniform(WALL_HALF + 2.0, WALL_HALF + 8.0, B)
+        toward_wall = np.where(side < 0, 0.0, np.pi)
+        door = kind < self.door_fraction
+        x = np.where(door, wall_x + side * offset, x)
+        y = np.where(door, door_y + rng.uniform(-2.0, 2.0, B), y)
+        heading = np.where(door, toward_wall, heading)
+        bump = (kind >= self.door_fraction) & (kind < self.door_fraction + self.bump_fraction)
+        if bump.any():
+            rows = np.array(
+                [_off_door_y(rng, Layout(int(w), int(d))) for w, d in zip(wall_x[bump], door_y[bump], strict=False)]
+            )
+            x[bump] = (wall_x + side * offset)[bump]
+            y[bump] = rows
+            heading[bump] = (toward_wall + rng.uniform(-0.5, 0.5, B))[bump]
+        return np.stack([x, y], axis=-1), heading
+
+    def __call__(self, rng: np.random.Generator, batch_size: int) -> dict[str, np.ndarray]:
+        """One batch: `frames` (B, T, 65, 65, 3) uint8, `actions` (B, T - 1, 2) float32 displacements (px),
+        `states` (B, T, 2) float32 positions (px), `layout` (B, 2) int (wall x, door y)."""
+        wall_x, door_y = self.layouts(rng, batch_size)
+        pos, heading = self.starts(rng, wall_x, door_y)
+        speed = rng.uniform(*self.speed_range, batch_size)
+        positions, actions = [pos], []
+        for _ in range(self.frames - 1):
+            heading = heading + rng.vonmises(0.0, self.kappa, batch_size)
+            length = np.clip(rng.normal(speed, self.step_std), 0.0, MAX_STEP)
+            action = length[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=-1)
+            pos = move_batch(wall_x, door_y, pos, action)
+            positions.append(pos)
+            actions.append(action)
+        states = np.stack(positions, axis=1)
+        return {
+            "frames": render_batch(wall_x, door_y, states),
+            "actions": np.stack(actions, axis=1).astype(np.float32),
+            "states": states.astype(np.float32),
+            "layout": np.stack([wall_x, door_y], axis=-1),
+        }

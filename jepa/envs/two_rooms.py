@@ -44,9 +44,7 @@ class Layout:
 
     def is_wall(self, x: float, y: float) -> bool:
         """True if the point (x, y) lies in the border or in the wall outside the door."""
-        if x < BORDER or y < BORDER or x > SIZE - 1 - BORDER or y > SIZE - 1 - BORDER:
-            return True
-        return abs(x - self.wall_x) <= WALL_HALF + 0.5 and abs(y - self.door_y) > DOOR_HALF
+        return bool(is_wall(self.wall_x, self.door_y, x, y))
 
     def room(self, x: float) -> int:
         """0 = left room, 1 = right room (the door itself counts for the side of its centre line)."""
@@ -71,15 +69,34 @@ def clip_action(action: np.ndarray) -> np.ndarray:
     return action * (MAX_STEP / norm) if norm > MAX_STEP else action
 
 
-def move(layout: Layout, pos: np.ndarray, action: np.ndarray) -> np.ndarray:
-    """One step: the clipped displacement, unless the straight segment touches a wall (then no motion)."""
-    step = clip_action(action)
-    (x0, y0), (dx, dy) = (float(v) for v in pos), (float(v) for v in step)
+def is_wall(wall_x: np.ndarray | float, door_y: np.ndarray | float, x: np.ndarray | float, y: np.ndarray | float):
+    """Element-wise (broadcast) test: the point (x, y) lies in the border or in the wall (column `wall_x`) outside
+    the door (centred on row `door_y`)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    border = (x < BORDER) | (y < BORDER) | (x > SIZE - 1 - BORDER) | (y > SIZE - 1 - BORDER)
+    return border | ((np.abs(x - wall_x) <= WALL_HALF + 0.5) & (np.abs(y - door_y) > DOOR_HALF))
+
+
+def move_batch(wall_x: np.ndarray, door_y: np.ndarray, pos: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """`move` for a batch: wall_x, door_y (B,), positions and actions (B, 2) -> next positions (B, 2).
+
+    Each displacement is clipped to norm 2.45; a move whose straight segment touches a wall leaves the agent in place.
+    """
+    pos, action = np.asarray(pos, dtype=np.float64), np.asarray(action, dtype=np.float64)
+    norm = np.linalg.norm(action, axis=-1, keepdims=True)
+    step = np.where(norm > MAX_STEP, action * (MAX_STEP / np.maximum(norm, 1e-12)), action)
+    blocked = np.zeros(pos.shape[:-1], dtype=bool)
     # sample the segment finely enough (< 0.5 px apart) that the 3 px wall cannot be jumped over
     for k in range(1, 8):
-        if layout.is_wall(x0 + k / 7 * dx, y0 + k / 7 * dy):
-            return np.array([x0, y0])
-    return np.array([x0 + dx, y0 + dy])
+        point = pos + k / 7 * step
+        blocked |= is_wall(wall_x, door_y, point[..., 0], point[..., 1])
+    return np.where(blocked[..., None], pos, pos + step)
+
+
+def move(layout: Layout, pos: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """One step: the clipped displacement, unless the straight segment touches a wall (then no motion)."""
+    wall, door = np.array([layout.wall_x], np.float64), np.array([layout.door_y], np.float64)
+    return move_batch(wall, door, np.asarray(pos, np.float64).reshape(1, 2), np.asarray(action).reshape(1, 2))[0]
 
 
 @lru_cache(maxsize=256)
@@ -104,6 +121,38 @@ def render(layout: Layout, pos: np.ndarray) -> np.ndarray:
     free = free_mask[y0:y1, x0:x1]
     window[free] = dot[free]
     return img.clip(0, 255).astype(np.uint8)
+
+
+def render_batch(wall_x: np.ndarray, door_y: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """`render` for B layouts and T positions each: wall_x, door_y (B,), positions (B, T, 2) -> (B, T, 65, 65, 3)
+    uint8, pixel for pixel what `render` draws (the same window around each dot, the same float64 -> float32 ->
+    uint8 rounding). Only the uint8 frames and the dots' windows are allocated, so a batch costs a few ms."""
+    wall_x, door_y = np.asarray(wall_x).astype(int), np.asarray(door_y).astype(int)
+    pos = np.asarray(positions, dtype=np.float64)
+    B, T = pos.shape[:2]
+    axis = np.arange(SIZE)
+    column = np.abs(axis[None, :] - wall_x[:, None]) <= WALL_HALF  # (B, W)
+    door = np.abs(axis[None, :] - door_y[:, None]) <= DOOR_HALF  # (B, H)
+    walls = column[:, None, :] & ~door[:, :, None]  # (B, H, W)
+    walls[:, :BORDER], walls[:, -BORDER:], walls[:, :, :BORDER], walls[:, :, -BORDER:] = True, True, True, True
+    background = np.where(walls[..., None], WALL_RGB.astype(np.uint8), np.uint8(0))  # (B, H, W, 3)
+    img = np.repeat(background[:, None], T, axis=1)
+    # the dot's window, as `render`: int(c) - DOT_RADIUS .. int(c) + DOT_RADIUS on each axis, cut to the image
+    offsets = np.arange(-DOT_RADIUS, DOT_RADIUS + 1)
+    cols = pos[..., 0].astype(int)[..., None] + offsets  # (B, T, K)
+    rows = pos[..., 1].astype(int)[..., None] + offsets
+    two_var = 2 * DOT_STD**2
+    gx = np.exp(-((cols.astype(np.float32) - pos[..., 0, None]) ** 2) / two_var)
+    gy = np.exp(-((rows.astype(np.float32) - pos[..., 1, None]) ** 2) / two_var)
+    dot = gy[..., :, None] * gx[..., None, :]  # (B, T, K, K) float64
+    values = (dot[..., None] * AGENT_RGB).astype(np.float32).clip(0, 255).astype(np.uint8)
+    r, c = np.broadcast_arrays(rows[..., :, None], cols[..., None, :])  # (B, T, K, K)
+    b, t = np.broadcast_arrays(np.arange(B)[:, None, None, None], np.arange(T)[None, :, None, None], r)[:2]
+    inside = (r >= 0) & (r < SIZE) & (c >= 0) & (c < SIZE)
+    rc, cc = r.clip(0, SIZE - 1), c.clip(0, SIZE - 1)
+    draw = inside & ~walls[b, rc, cc]  # walls stay on top
+    img[b[draw], t[draw], rc[draw], cc[draw]] = values[draw]
+    return img
 
 
 def sample_layout(rng: np.random.Generator, fixed: bool) -> Layout:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jepa.models.preprocess import ImagePreprocessor
 from jepa.models.rope import RoPE3D
 from jepa.models.vit import Block, init_vit_weights, run_blocks
 
@@ -270,11 +271,27 @@ class ACWorldModel(nn.Module):
         self.predictor = predictor
         self.integrate_states = integrate_states
         self.residual = residual
+        # the trajectory shards' view of a frame: even size, centered square resized to the encoder's input, ImageNet
+        self.preprocess = ImagePreprocessor(size=getattr(encoder, "img_size", None), even=True)
+
+    @property
+    def action_dim(self) -> int:
+        return self.predictor.action_dim
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) normalised frames (or (B, C, H, W) one frame) -> (B, T, N, D) normalised latents, one
+        per frame (training and offline evaluation, on batches the data pipeline already transformed)."""
+        return frame_latents(self.encoder, frames)
 
     @torch.no_grad()
     def encode(self, observations: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) frames (or (B, C, H, W) one frame) -> (B, T, N, D) normalised latents, one per frame."""
-        return frame_latents(self.encoder, observations)
+        """(B, T, H, W, C) uint8 images as the environment renders them -> (B, T, N, D) normalised latents (the
+        planning seam: exactly the frames the trajectory data showed the model)."""
+        B, T = observations.shape[:2]
+        device = next(self.encoder.parameters()).device
+        frames = self.preprocess(observations.to(device)).unflatten(0, (B, T)).transpose(1, 2)  # (B, C, T, S, S)
+        return frame_latents(self.encoder, frames)
 
     def step(self, z: torch.Tensor, actions: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """(B, T, N, D) latents, (B, T, A) actions, (B, T, S) states -> (B, T, N, D) normalised predictions of

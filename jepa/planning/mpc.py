@@ -1,30 +1,31 @@
 """Receding-horizon MPC toward a goal image with any latent world model and any gymnasium environment.
 
-The world-model seam is two methods (`jepa.models.ac_predictor.ACWorldModel` has both; plug in your own):
-- `encode(observations)`: (B, C, T, H, W) float frames -> (B, T, N, D) latents;
-- `rollout(latents, actions, states)`: (B, 1, N, D) latents of the current frame, (B, L, A) actions, (B, 1, S)
-  states or None -> (B, L, N, D) predicted latents.
+The seams (DESIGN.md):
+- `LatentWorldModel`: `encode(observations)`, (B, T, H, W, C) uint8 images exactly as the environment renders them
+  -> (B, T, *Z) latents (the world model owns its pixel preprocessing), and `rollout(latents, actions, states)`,
+  (B, T0, *Z) context latents and (B, T0 - 1 + L, A) actions -> (B, L, *Z) predictions. `JEPAWorldModel` (jointly
+  trained) and `ACWorldModel` (V-JEPA 2-AC) have both; plug in your own.
+- `EnvAdapter`: reset to a seeded episode, the observation and goal images, the true state, one step, the distance to
+  the goal and the success test, plus the environment's `action_space` and `max_action_norm` (the planner is
+  configured from them) and a scripted `oracle_action` (`jepa.envs.adapters` has Two Rooms and PointMaze).
+- `Policy`: `begin(env, seed, goal_image)` then `act(env) -> [environment actions]`. `MPCAgent` (a planner on a
+  world model's latents), `RandomPolicy` and `OraclePolicy` all run through the same `run_episode` loop.
 
-The environment seam is an `EnvAdapter`: reset to an episode, the observation as an image, the goal image, the true
-state, one environment step, the distance to the goal and the success test.
-
-One planned action covers `action_repeat` environment steps (the world model's latent step, e.g. Two Rooms'
-`frame_step` 4): it is the displacement summed over those steps, executed as `action_repeat` equal steps.
+One planned action covers `action_repeat` environment steps (the world model's latent step): it is the displacement
+summed over them, executed in equal steps. The agent re-plans every `replan_every` planned actions.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from jepa.data.transforms import VideoTransform, even_frames
-from jepa.planning.energy import embedding_energy, goal_energy
-from jepa.planning.planners import PlanResult, shift_plan
+from jepa.planning.energy import GoalEnergy
+from jepa.planning.planners import ActionBounds, PlanResult, shift_plan
 
 
 class LatentWorldModel(Protocol):
@@ -38,6 +39,8 @@ class LatentWorldModel(Protocol):
 class Planner(Protocol):
     horizon: int
 
+    def configure(self, action_dim: int, bounds: ActionBounds | None = None) -> None: ...
+
     def plan(
         self, cost: Any, init: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> PlanResult: ...
@@ -46,13 +49,16 @@ class Planner(Protocol):
 class EnvAdapter(Protocol):
     """What the MPC loop needs from an environment."""
 
+    action_space: Any  # one step's box (`low`, `high`, `shape`), e.g. a gymnasium Box
+    max_action_norm: float | None  # norm limit of one step's action, or None
+
     def reset(self, seed: int) -> None: ...
 
     def observation(self) -> np.ndarray: ...  # (H, W, 3) uint8 RGB
 
     def goal_image(self) -> np.ndarray: ...  # (H, W, 3) uint8 RGB
 
-    def state(self) -> np.ndarray: ...  # (S,) proprioceptive state the world model was trained with
+    def state(self) -> np.ndarray: ...  # (S,) proprioceptive state
 
     def step(self, action: np.ndarray) -> None: ...
 
@@ -60,63 +66,42 @@ class EnvAdapter(Protocol):
 
     def success(self) -> bool: ...
 
+    def oracle_action(self) -> np.ndarray: ...  # the scripted oracle's next action (true state)
 
-def image_to_frames(images: np.ndarray | Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 image(s) -> (B, 3, 1, size, size) normalised frames, exactly as the trajectory data sees them.
 
-    As `jepa.data.trajectories`: odd heights/widths lose their last row/column (the shards' mp4 needs even sizes),
-    then the evaluation view of `VideoTransform` (the centered square, resized to `size`, ImageNet normalisation).
-    """
-    batch = np.asarray(images)
-    batch = batch[None] if batch.ndim == 3 else batch
-    if batch.ndim != 4 or batch.shape[-1] != 3:
-        raise ValueError(f"expected (H, W, 3) RGB image(s), got shape {batch.shape}")
-    frames = torch.from_numpy(np.ascontiguousarray(even_frames(batch.astype(np.uint8))))
-    transform = VideoTransform(crop_size=size, training=False)
-    return torch.stack([transform(frame.unsqueeze(0)) for frame in frames])
+class Policy(Protocol):
+    def begin(self, env: EnvAdapter, seed: int, goal_image: np.ndarray | None = None) -> None: ...
+
+    def act(self, env: EnvAdapter) -> list[np.ndarray]: ...
 
 
 class LatentCost:
     """`(S, H, A) -> (S,)` energy of action sequences: roll the world model out from the current latent and score
-    the predicted latents against the goal latent with `goal_energy`, or, given an energy `head`
-    (`jepa.models.energy_head.LatentEnergyHead`), their embeddings against the goal's with `embedding_energy`, plus
-    `latent_weight` times `goal_energy`: the head's slow features guide from afar, the raw latents, sharp within
-    about a patch, place the agent on the goal."""
+    the predicted latents against the goal latent with `energy`. Differentiable in the actions (the gradient planner
+    descends it; the sampling planners call it under `torch.no_grad`)."""
 
     def __init__(
         self,
         world_model: LatentWorldModel,
+        energy: Any,
         latent: torch.Tensor,
         goal: torch.Tensor,
         state: torch.Tensor | None = None,
-        p: int = 1,
-        reduce: str = "final",
-        head: torch.nn.Module | None = None,
-        latent_weight: float = 0.0,
     ) -> None:
-        self.world_model, self.latent, self.goal, self.state = world_model, latent, goal, state
-        self.p, self.reduce, self.head, self.latent_weight = p, reduce, head, latent_weight
-        with torch.no_grad():
-            self.goal_embedding = None if head is None else head(goal)  # (K,)
+        self.world_model, self.energy, self.latent, self.goal, self.state = world_model, energy, latent, goal, state
         self.device = latent.device
 
-    @torch.no_grad()
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         S = actions.size(0)
         latents = self.latent.expand(S, *self.latent.shape[1:])
         states = None if self.state is None else self.state.expand(S, *self.state.shape[1:])
-        predicted = self.world_model.rollout(latents, actions, states)  # (S, H, N, D)
-        if self.head is None:
-            return goal_energy(predicted, self.goal, self.p, self.reduce)
-        energy = embedding_energy(self.head(predicted), self.goal_embedding, self.reduce)
-        if self.latent_weight:
-            energy = energy + self.latent_weight * goal_energy(predicted, self.goal, self.p, self.reduce)
-        return energy
+        predicted = self.world_model.rollout(latents, actions, states)  # (S, H, *Z)
+        return self.energy(predicted, self.goal)
 
 
 @dataclass
 class EpisodeResult:
-    """One MPC episode: success, final true distance, timings, and the frames for an image strip."""
+    """One episode: success, final true distance, timings, and the frames for an image strip."""
 
     success: bool
     final_distance: float
@@ -138,19 +123,15 @@ class MPCAgent:
     """Plans with `planner` on `world_model`'s latents toward a goal image and acts in receding horizon.
 
     Args:
-        world_model: the `LatentWorldModel`.
-        planner: `CEMPlanner` or `MPPIPlanner` (its horizon is the lookahead in latent steps).
-        img_size: the world model's frame size.
-        action_repeat: environment steps per planned action (the world model's frame step).
-        max_env_action_norm: per-environment-step norm limit (Two Rooms 2.45); the planned action is split evenly.
-        use_states: pass the adapter's true state to the world model (as it was trained with states).
-        p, reduce: the `goal_energy` used as cost.
-        energy_head: a `LatentEnergyHead` trained on the world model's encoder: the cost is then the distance of
-            the predicted latents' embeddings to the goal's (`embedding_energy`). Needed where the raw latent
-            distance stops tracking the agent's distance (Two Rooms, BENCHMARKS.md).
-        latent_weight: with `energy_head`, add this times the raw `goal_energy` (Two Rooms: 300, which puts the
-            raw term's ~0.004 range near the goal on the scale of the head's distances).
-        warm_start: start each plan from the previous one shifted by one step (else from zeros).
+        world_model: the `LatentWorldModel` (frozen).
+        planner: `CEMPlanner`, `MPPIPlanner` or `GradientPlanner` (its horizon is the lookahead in latent steps);
+            configured from each episode's environment (`ActionBounds.from_env`).
+        energy: `(predicted (S, L, *Z), goal (*Z)) -> (S,)`, e.g. `GoalEnergy(p=2, reduce="sum")` or `HeadEnergy`.
+        action_repeat: environment steps per planned action (the world model's frame step; 1 for a model trained on
+            every step).
+        replan_every: planned actions executed before the next plan (1 = eb_jepa's protocol).
+        warm_start: start each plan from the previous one shifted by the executed steps (else from zeros).
+        use_states: pass the environment's true state to the world model (for models trained with states).
         device: where the world model runs.
     """
 
@@ -158,31 +139,44 @@ class MPCAgent:
         self,
         world_model: LatentWorldModel,
         planner: Planner,
-        img_size: int,
+        energy: Any = None,
         action_repeat: int = 1,
-        max_env_action_norm: float | None = None,
-        use_states: bool = True,
-        p: int = 1,
-        reduce: str = "final",
+        replan_every: int = 1,
         warm_start: bool = True,
+        use_states: bool = False,
         device: str | torch.device = "cpu",
-        energy_head: torch.nn.Module | None = None,
-        latent_weight: float = 0.0,
     ) -> None:
+        if action_repeat < 1 or replan_every < 1:
+            raise ValueError(f"action_repeat and replan_every must be >= 1, got {action_repeat}, {replan_every}")
+        if replan_every > planner.horizon:
+            raise ValueError(f"replan_every={replan_every} exceeds the planner's horizon {planner.horizon}")
         self.world_model, self.planner = world_model, planner
-        self.latent_weight = latent_weight
-        self.energy_head = None if energy_head is None else energy_head.to(device).eval()
-        self.img_size, self.action_repeat = img_size, action_repeat
-        self.max_env_action_norm = max_env_action_norm
-        self.use_states, self.p, self.reduce, self.warm_start = use_states, p, reduce, warm_start
+        self.energy = energy if energy is not None else GoalEnergy()
+        self.action_repeat, self.replan_every = action_repeat, replan_every
+        self.warm_start, self.use_states = warm_start, use_states
         self.device = torch.device(device)
+        self.max_env_action_norm: float | None = None
         self._plan: torch.Tensor | None = None
         self._goal: torch.Tensor | None = None
+        self._generator: torch.Generator | None = None
+        self.plans, self.plan_seconds = 0, 0.0
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 1, N, D) latent."""
+        """(H, W, 3) uint8 -> (1, 1, *Z) latent."""
         with torch.no_grad():
-            return self.world_model.encode(image_to_frames(image, self.img_size).to(self.device))
+            return self.world_model.encode(torch.from_numpy(np.ascontiguousarray(image))[None, None].to(self.device))
+
+    def begin(self, env: EnvAdapter, seed: int, goal_image: np.ndarray | None = None) -> None:
+        """Configures the planner from `env`, encodes the goal (the episode's, or `goal_image`), forgets the plan."""
+        action_dim = int(np.prod(env.action_space.shape))
+        model_dim = getattr(self.world_model, "action_dim", action_dim)
+        if model_dim != action_dim:
+            raise ValueError(f"the world model takes {model_dim}-D actions but the environment's are {action_dim}-D")
+        self.planner.configure(action_dim, ActionBounds.from_env(env, self.action_repeat))
+        self.max_env_action_norm = env.max_action_norm
+        self.set_goal(env.goal_image() if goal_image is None else goal_image)
+        self._generator = torch.Generator().manual_seed(seed)
+        self.plans, self.plan_seconds = 0, 0.0
 
     def set_goal(self, goal_image: np.ndarray) -> None:
         self._goal = self.encode(goal_image)[0, 0]
@@ -191,29 +185,23 @@ class MPCAgent:
     def cost(self, image: np.ndarray, state: np.ndarray | None) -> LatentCost:
         """The energy of action sequences from this observation (and state) toward the goal set by `set_goal`."""
         if self._goal is None:
-            raise RuntimeError("call set_goal(goal_image) before planning")
+            raise RuntimeError("call begin(env, seed) or set_goal(goal_image) before planning")
         states = None
         if self.use_states and state is not None:
             states = torch.as_tensor(state, dtype=torch.float32, device=self.device).view(1, 1, -1)
-        return LatentCost(
-            self.world_model,
-            self.encode(image),
-            self._goal,
-            states,
-            self.p,
-            self.reduce,
-            self.energy_head,
-            self.latent_weight,
-        )
+        return LatentCost(self.world_model, self.energy, self.encode(image), self._goal, states)
 
     def plan(
         self, image: np.ndarray, state: np.ndarray | None, generator: torch.Generator | None = None
     ) -> PlanResult:
         """Plans from the current observation; returns the whole (H, A) plan."""
+        start = time.perf_counter()
         cost = self.cost(image, state)
-        init = shift_plan(self._plan, 1) if (self.warm_start and self._plan is not None) else None
-        result = self.planner.plan(cost, init, generator)
+        init = shift_plan(self._plan, self.replan_every) if (self.warm_start and self._plan is not None) else None
+        result = self.planner.plan(cost, init, generator if generator is not None else self._generator)
         self._plan = result.actions.detach().cpu()
+        self.plans += 1
+        self.plan_seconds += time.perf_counter() - start
         return result
 
     def env_actions(self, action: torch.Tensor) -> list[np.ndarray]:
@@ -225,32 +213,64 @@ class MPCAgent:
                 step = step * (self.max_env_action_norm / norm)
         return [step.astype(np.float32)] * self.action_repeat
 
+    def act(self, env: EnvAdapter) -> list[np.ndarray]:
+        """Plans from the environment's observation and returns the environment actions of the first
+        `replan_every` planned actions."""
+        result = self.plan(env.observation(), env.state())
+        return [a for planned in result.actions[: self.replan_every] for a in self.env_actions(planned)]
+
+
+class RandomPolicy:
+    """Uniformly random actions: within the norm limit (a uniform direction, a length uniform up to the limit) where
+    the environment has one, else uniform in its box."""
+
+    def begin(self, env: EnvAdapter, seed: int, goal_image: np.ndarray | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, env: EnvAdapter) -> list[np.ndarray]:
+        low, high = np.asarray(env.action_space.low, np.float64), np.asarray(env.action_space.high, np.float64)
+        if env.max_action_norm is not None:
+            direction = self.rng.normal(size=low.shape)
+            action = direction / np.linalg.norm(direction) * self.rng.uniform(0.0, env.max_action_norm)
+            action = np.clip(action, low, high)
+        else:
+            action = self.rng.uniform(low, high)
+        return [action.astype(np.float32)]
+
+
+class OraclePolicy:
+    """The environment's scripted oracle (true state): the upper reference of every planning table."""
+
+    def begin(self, env: EnvAdapter, seed: int, goal_image: np.ndarray | None = None) -> None:
+        pass
+
+    def act(self, env: EnvAdapter) -> list[np.ndarray]:
+        return [env.oracle_action()]
+
 
 def run_episode(
-    agent: MPCAgent,
+    policy: Policy,
     env: EnvAdapter,
     seed: int,
     max_env_steps: int,
     stop_on_success: bool = False,
     goal_image: np.ndarray | None = None,
 ) -> EpisodeResult:
-    """Runs one seeded episode: plan, execute the first planned action, observe, re-plan, until `max_env_steps`.
+    """Runs one seeded episode: ask the policy for actions, execute them, repeat until `max_env_steps`.
 
-    `goal_image` replaces the episode's own goal image (its success and distance then refer to the env's goal).
+    `goal_image` replaces the episode's own goal image for a planner (its success and distance then refer to the
+    env's goal).
     """
     env.reset(seed)
-    generator = torch.Generator().manual_seed(seed)
+    policy.begin(env, seed, goal_image)
     start = env.observation()
     goal = env.goal_image() if goal_image is None else goal_image
-    agent.set_goal(goal)
-    steps, plans, plan_seconds, distances = 0, 0, 0.0, [env.distance()]
+    steps, decisions, distances = 0, 0, [env.distance()]
     t0 = time.perf_counter()
     while steps < max_env_steps:
-        t = time.perf_counter()
-        result = agent.plan(env.observation(), env.state(), generator)
-        plan_seconds += time.perf_counter() - t
-        plans += 1
-        for action in agent.env_actions(result.actions[0]):
+        actions = policy.act(env)
+        decisions += 1
+        for action in actions:
             if steps >= max_env_steps:
                 break
             env.step(action)
@@ -259,6 +279,8 @@ def run_episode(
         if stop_on_success and env.success():
             break
     seconds = time.perf_counter() - t0
+    plans = getattr(policy, "plans", decisions)
+    plan_seconds = getattr(policy, "plan_seconds", 0.0)
     return EpisodeResult(
         success=env.success(),
         final_distance=env.distance(),

@@ -1,9 +1,14 @@
-"""Sampling-based planners over action sequences: the cross-entropy method (CEM) and MPPI.
+"""Planners over action sequences: the cross-entropy method (CEM), MPPI, and gradient descent through the rollout.
 
-Both minimise a cost over (H, A) action sequences by sampling S candidates at once (one batched call of the cost per
-iteration), respect per-dimension bounds and a per-step norm limit, and warm-start from the previous plan shifted by
-the steps already executed (`shift_plan`). The cost is any callable `(S, H, A) -> (S,)`: a world model's energy
-(`jepa.planning.mpc.latent_cost`) or an analytic function in tests.
+Every planner minimises a cost over (H, A) action sequences, respects per-dimension bounds and a per-step norm
+limit, and warm-starts from the previous plan shifted by the steps already executed (`shift_plan`). The cost is any
+callable `(S, H, A) -> (S,)`: a world model's energy (`jepa.planning.mpc.LatentCost`) or an analytic function in
+tests. CEM and MPPI sample S candidates at once (one batched call of the cost per iteration); the gradient planner
+descends the cost of a few candidates through the differentiable rollout.
+
+Like stable-worldmodel's `Solver.configure(action_space, ...)`, a planner is configured from the environment: its
+constructor holds the search settings, `configure(action_dim, bounds)` the environment's action width and limits
+(`ActionBounds.from_env`), so no config repeats an environment's numbers.
 """
 
 from __future__ import annotations
@@ -26,6 +31,16 @@ class ActionBounds:
     low: float | tuple[float, ...] | None = None
     high: float | tuple[float, ...] | None = None
     max_norm: float | None = None
+
+    @classmethod
+    def from_env(cls, env, action_repeat: int = 1) -> ActionBounds:
+        """The limits of one planned action that covers `action_repeat` environment steps of `env` (an `EnvAdapter`:
+        `action_space` with `low`/`high`, and `max_action_norm` per step or None): each limit times the repeat."""
+        space = env.action_space
+        low = tuple(float(v) * action_repeat for v in space.low.flatten())
+        high = tuple(float(v) * action_repeat for v in space.high.flatten())
+        norm = getattr(env, "max_action_norm", None)
+        return cls(low=low, high=high, max_norm=None if norm is None else float(norm) * action_repeat)
 
     def reach(self) -> float | None:
         """The largest action norm allowed in every direction: `max_norm`, else the nearest low/high limit (None
@@ -77,12 +92,34 @@ class PlanResult:
     history: list[float]
 
 
-class CEMPlanner:
+class _Configurable:
+    """`configure(action_dim, bounds)` and the checks every planner shares."""
+
+    horizon: int
+    action_dim: int | None
+    bounds: ActionBounds
+    straight_lines: int = 0
+    samples: int = 0
+
+    def configure(self, action_dim: int, bounds: ActionBounds | None = None) -> None:
+        """Sets the environment's action width and limits (from `ActionBounds.from_env`)."""
+        self.action_dim, self.bounds = action_dim, bounds or ActionBounds()
+        self.proposals = _straight_line_proposals(
+            self.straight_lines, self.horizon, action_dim, self.samples, self.bounds
+        )
+
+    def _start(self, init: torch.Tensor | None) -> torch.Tensor:
+        if self.action_dim is None:
+            raise RuntimeError(f"{type(self).__name__}.configure(action_dim, bounds) must be called before plan()")
+        return torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
+
+
+class CEMPlanner(_Configurable):
     """Cross-entropy method: sample around a Gaussian, refit it to the elites, repeat.
 
     Args:
         horizon: planned steps H.
-        action_dim: A.
+        action_dim: A (None: set by `configure`).
         samples: candidates per iteration S (the current mean is always one of them).
         elites: candidates the Gaussian is refitted to.
         iterations: refits per plan.
@@ -99,7 +136,7 @@ class CEMPlanner:
     def __init__(
         self,
         horizon: int,
-        action_dim: int,
+        action_dim: int | None = None,
         samples: int = 256,
         elites: int = 32,
         iterations: int = 8,
@@ -114,14 +151,17 @@ class CEMPlanner:
         self.horizon, self.action_dim = horizon, action_dim
         self.samples, self.elites, self.iterations = samples, elites, iterations
         self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
-        self.bounds = bounds or ActionBounds()
-        self.proposals = _straight_line_proposals(straight_lines, horizon, action_dim, samples, self.bounds)
+        self.straight_lines = straight_lines
+        self.bounds, self.proposals = bounds or ActionBounds(), None
+        if action_dim is not None:
+            self.configure(action_dim, self.bounds)
 
+    @torch.no_grad()
     def plan(
         self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> PlanResult:
         """Minimise `cost` over (H, A) sequences, starting from `init` (H, A) (default zeros)."""
-        mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
+        mean = self._start(init)
         std = torch.as_tensor(self.init_std, dtype=mean.dtype).expand_as(mean).clone()
         best, best_cost, history = self.bounds.project(mean), float("inf"), []
         for iteration in range(self.iterations):
@@ -138,7 +178,7 @@ class CEMPlanner:
         return PlanResult(best, best_cost, history)
 
 
-class MPPIPlanner:
+class MPPIPlanner(_Configurable):
     """Model-predictive path integral: perturb the mean, average the samples weighted by exp(-cost / temperature).
 
     Args:
@@ -156,7 +196,7 @@ class MPPIPlanner:
     def __init__(
         self,
         horizon: int,
-        action_dim: int,
+        action_dim: int | None = None,
         samples: int = 256,
         iterations: int = 8,
         noise_std: float | tuple[float, ...] = 1.0,
@@ -170,14 +210,17 @@ class MPPIPlanner:
         self.horizon, self.action_dim = horizon, action_dim
         self.samples, self.iterations = samples, iterations
         self.noise_std, self.temperature, self.noise_decay = noise_std, temperature, noise_decay
-        self.bounds = bounds or ActionBounds()
-        self.proposals = _straight_line_proposals(straight_lines, horizon, action_dim, samples, self.bounds)
+        self.straight_lines = straight_lines
+        self.bounds, self.proposals = bounds or ActionBounds(), None
+        if action_dim is not None:
+            self.configure(action_dim, self.bounds)
 
+    @torch.no_grad()
     def plan(
         self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> PlanResult:
         """Minimise `cost` over (H, A) sequences, starting from `init` (H, A) (default zeros)."""
-        mean = torch.zeros(self.horizon, self.action_dim) if init is None else init.detach().clone().float()
+        mean = self._start(init)
         std = torch.as_tensor(self.noise_std, dtype=mean.dtype).expand_as(mean)
         best, best_cost, history = self.bounds.project(mean), float("inf"), []
         for iteration in range(self.iterations):
@@ -195,6 +238,87 @@ class MPPIPlanner:
         final = float(cost(mean.unsqueeze(0).to(_device_of(cost, mean))).float().cpu()[0])
         if final <= best_cost:
             best, best_cost = mean, final
+        return PlanResult(best, best_cost, history)
+
+
+class GradientPlanner(_Configurable):
+    """Gradient descent on the action sequence through the differentiable rollout (as DINO-WM's and
+    stable-worldmodel's gradient solvers): `samples` sequences in parallel (the start and Gaussian perturbations of
+    it), Adam or plain GD on their summed cost, each step projected back onto the bounds; the best sequence seen wins.
+
+    Args:
+        horizon: planned steps H.
+        action_dim: A (None: set by `configure`).
+        iterations: gradient steps per plan.
+        lr: step size (in action units for "sgd" on a unit-scale cost; Adam's steps are about `lr` per element).
+        samples: sequences descended in parallel (1 = the start alone).
+        init_std: spread of the perturbed starts (per dimension).
+        optimizer: "adam" or "sgd".
+        bounds: `ActionBounds` (set by `configure` from the environment).
+        init_planner: another planner whose answer is the start (e.g. a short CEM: sampling finds the basin,
+            gradients refine within it); None starts from the warm start (or zeros).
+    """
+
+    def __init__(
+        self,
+        horizon: int,
+        action_dim: int | None = None,
+        iterations: int = 30,
+        lr: float = 0.3,
+        samples: int = 8,
+        init_std: float | tuple[float, ...] = 1.0,
+        optimizer: str = "adam",
+        bounds: ActionBounds | None = None,
+        init_planner: _Configurable | None = None,
+    ) -> None:
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"GradientPlanner optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if samples < 1 or iterations < 1:
+            raise ValueError(f"GradientPlanner needs samples >= 1 and iterations >= 1, got {samples}, {iterations}")
+        self.horizon, self.action_dim = horizon, action_dim
+        self.iterations, self.lr, self.samples, self.init_std = iterations, lr, samples, init_std
+        self.optimizer, self.init_planner = optimizer, init_planner
+        self.bounds, self.proposals = bounds or ActionBounds(), None
+        if action_dim is not None:
+            self.configure(action_dim, self.bounds)
+
+    def configure(self, action_dim: int, bounds: ActionBounds | None = None) -> None:
+        super().configure(action_dim, bounds)
+        if self.init_planner is not None:
+            self.init_planner.configure(action_dim, bounds)
+
+    def plan(
+        self, cost: Cost, init: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> PlanResult:
+        """Minimise `cost` over (H, A) sequences by descending it from `init` (or the init planner's answer)."""
+        start = self._start(init)
+        history: list[float] = []
+        if self.init_planner is not None:
+            seeded = self.init_planner.plan(cost, start, generator)
+            start, history = seeded.actions.detach().clone().float(), list(seeded.history)
+        std = torch.as_tensor(self.init_std, dtype=start.dtype)
+        noise = torch.randn(self.samples - 1, *start.shape, generator=generator, dtype=start.dtype)
+        actions = self.bounds.project(torch.cat((start.unsqueeze(0), start + std * noise)))
+        device = _device_of(cost, actions)
+        actions = actions.to(device).requires_grad_(True)
+        optim_cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
+        optimizer = optim_cls([actions], lr=self.lr)
+        best, best_cost = start, float("inf")
+        for step in range(self.iterations + 1):  # the last pass only scores the final step's actions
+            with torch.enable_grad():
+                costs = cost(actions)
+            scores = costs.detach()
+            i = int(scores.argmin())
+            if float(scores[i]) < best_cost:
+                best, best_cost = actions[i].detach().cpu().clone(), float(scores[i])
+            history.append(best_cost)
+            if step == self.iterations:
+                break
+            optimizer.zero_grad()
+            costs.sum().backward()
+            optimizer.step()
+            with torch.no_grad():
+                actions.copy_(self.bounds.project(actions))
         return PlanResult(best, best_cost, history)
 
 

@@ -141,7 +141,7 @@ class ActionConditionedTask(JEPATask):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         batch = self.window(batch)
-        z = self.world_model.encode(batch["video"])  # (B, T, N, D), no grad
+        z = self.world_model.encode_frames(batch["video"])  # (B, T, N, D), no grad
         actions, states = batch["actions"], batch["states"]
         steps = min(self.rollout_steps(), z.size(1) - 1)
 
@@ -188,7 +188,7 @@ def rollout_errors(
     seen = 0
     for batch in batches:
         video, actions, states = batch["video"], batch["actions"][:, :horizon], batch["states"][:, :1]
-        z = world_model.encode(video[:, :, : horizon + 1])  # (B, H+1, N, D)
+        z = world_model.encode_frames(video[:, :, : horizon + 1])  # (B, H+1, N, D)
         target = z[:, 1:]
         B = z.size(0)
         perm = torch.randperm(B, generator=generator)

@@ -86,10 +86,14 @@ class JEPATask(L.LightningModule):
             return
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def batch_clips(self, batch: dict) -> int:
+        """Clips in a batch (for `perf/clips_per_s`)."""
+        return batch["video"].size(0)
+
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         now = time.perf_counter()
         if self._last_batch_time is not None:
-            clips = batch["video"].size(0) * self.trainer.world_size
+            clips = self.batch_clips(batch) * self.trainer.world_size
             self.log("perf/clips_per_s", clips / (now - self._last_batch_time), on_step=True, prog_bar=True)
         self._last_batch_time = now
 

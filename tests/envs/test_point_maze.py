@@ -12,8 +12,8 @@ pytest.importorskip("gymnasium_robotics", reason="PointMaze needs `pip install -
 if ctypes.util.find_library("EGL") is None:  # headless rendering; any other failure to render is a real failure
     pytest.skip("no EGL library for headless MuJoCo: apt-get install libegl1 libegl-mesa0", allow_module_level=True)
 
+from jepa.envs.adapters import PointMazeAdapter  # noqa: E402
 from jepa.envs.point_maze import MazeOracle, TopDownPointMaze  # noqa: E402
-from jepa.planning.adapters import PointMazeAdapter  # noqa: E402
 
 
 @pytest.fixture(scope="module")

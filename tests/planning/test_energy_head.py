@@ -10,7 +10,7 @@ import torch
 from jepa.checkpoints import load_energy_head
 from jepa.losses import slow_feature_loss
 from jepa.models.energy_head import LatentEnergyHead
-from jepa.planning.energy import embedding_energy
+from jepa.planning.energy import GoalEnergy, HeadEnergy, embedding_energy
 from jepa.planning.mpc import LatentCost
 from jepa.tasks.energy import CachedWindows, collect_latents, collect_predictions, train_energy_head
 
@@ -109,16 +109,16 @@ def test_latent_cost_scores_the_heads_embeddings():
     head = LatentEnergyHead(num_tokens=3, embed_dim=2, hidden_dim=8, out_dim=4).eval()
     latent, goal = torch.zeros(1, 1, 3, 2), torch.ones(3, 2)
     actions = torch.randn(5, 2, 2)
-    cost = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum", head=head)
+    cost = LatentCost(ShiftWorldModel(), HeadEnergy(head, reduce="sum"), latent, goal)
     with torch.no_grad():
         expected = embedding_energy(
             head(ShiftWorldModel().rollout(latent.expand(5, 1, 3, 2), actions)), head(goal), "sum"
         )
-    assert torch.allclose(cost(actions), expected)
-    # plus the raw latent energy, weighted
-    mixed = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum", head=head, latent_weight=3.0)
-    raw = LatentCost(ShiftWorldModel(), latent, goal, reduce="sum")
-    assert torch.allclose(mixed(actions), expected + 3.0 * raw(actions))
+        assert torch.allclose(cost(actions), expected)
+        # plus the raw latent energy, weighted
+        mixed = LatentCost(ShiftWorldModel(), HeadEnergy(head, latent_weight=3.0, reduce="sum"), latent, goal)
+        raw = LatentCost(ShiftWorldModel(), GoalEnergy(p=1, reduce="sum"), latent, goal)
+        assert torch.allclose(mixed(actions), expected + 3.0 * raw(actions))
     assert embedding_energy(torch.zeros(2, 3, 4), torch.ones(4), "final").tolist() == [2.0, 2.0]
 
 

@@ -1,20 +1,25 @@
-"""The MPC loop drives a known linear latent world model to its goal, with CEM and with MPPI."""
+"""The MPC loop drives a known linear latent world model to its goal with CEM, MPPI and the gradient planner;
+random and oracle policies run through the same loop; the planning seam stays free of the data and env layers."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from jepa.planning.energy import goal_energy
-from jepa.planning.mpc import MPCAgent, image_to_frames, run_episode
-from jepa.planning.planners import ActionBounds, CEMPlanner, MPPIPlanner
+from jepa.planning.energy import GoalEnergy, goal_energy
+from jepa.planning.mpc import MPCAgent, OraclePolicy, RandomPolicy, run_episode
+from jepa.planning.planners import ActionBounds, CEMPlanner, GradientPlanner, MPPIPlanner
 
 SCALE = 20.0  # px value per unit of position in the toy images
 
 
 class PointEnv:
     """A point in the plane; its image stores the position in two pixels (what the toy encoder reads back)."""
+
+    action_space = gym.spaces.Box(-0.5, 0.5, (2,), dtype=np.float32)
+    max_action_norm = 0.5
 
     def __init__(self, start, goal):
         self.start, self.goal = np.asarray(start, float), np.asarray(goal, float)
@@ -39,7 +44,9 @@ class PointEnv:
         return self.pos.astype(np.float32)
 
     def step(self, action):
-        self.pos = self.pos + np.asarray(action, float)
+        action = np.asarray(action, float)
+        norm = np.linalg.norm(action)
+        self.pos = self.pos + (action * min(1.0, self.max_action_norm / norm) if norm > 0 else action)
 
     def distance(self):
         return float(np.linalg.norm(self.pos - self.goal))
@@ -47,80 +54,107 @@ class PointEnv:
     def success(self):
         return self.distance() < 0.2
 
+    def oracle_action(self):
+        return np.clip(self.goal - self.pos, -0.35, 0.35)
+
 
 class LinearWorldModel:
-    """z = W pos (4 tokens of 8), and z' = z + W a: the true dynamics, in latent space."""
+    """z = W pos (4 tokens of 8), and z' = z + W a: the true dynamics, in latent space. It reads raw images, as the
+    environment renders them (the world model owns its preprocessing)."""
+
+    action_dim = 2
 
     def __init__(self):
         self.W = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
 
-    def encode(self, frames):  # (B, 3, T, H, W) -> (B, T, 4, 8)
-        mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1)
-        std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1)
-        pixels = (frames[:, :, :, 0, 0] * std + mean) * 255.0  # (B, 3, T)
-        pos = (pixels[:, :2] - 128.0) / SCALE
-        return (pos.transpose(1, 2) @ self.W.T).unflatten(-1, (4, 8))
+    def encode(self, observations):  # (B, T, H, W, 3) uint8 -> (B, T, 4, 8)
+        pos = (observations[:, :, 0, 0, :2].float() - 128.0) / SCALE
+        return (pos @ self.W.T).unflatten(-1, (4, 8))
 
     def rollout(self, latents, actions, states=None):  # (B, 1, 4, 8), (B, L, 2) -> (B, L, 4, 8)
         steps = torch.cumsum(actions @ self.W.T, dim=1).unflatten(-1, (4, 8))
         return latents + steps
 
 
-def test_image_to_frames_round_trips_through_the_toy_encoder():
-    frames = image_to_frames(PointEnv.image([1.5, -2.0]), size=8)
-    assert frames.shape == (1, 3, 1, 8, 8)
-    z = LinearWorldModel().encode(frames)
-    assert torch.allclose(z.flatten(2), (torch.tensor([1.5, -2.0]) @ LinearWorldModel().W.T).view(1, 1, 32), atol=1e-4)
-    with pytest.raises(ValueError, match="RGB"):
-        image_to_frames(np.zeros((4, 4), np.uint8), size=8)
-
-
-def test_image_to_frames_matches_the_trajectory_data():
-    from jepa.data.transforms import VideoTransform, even_frames
-    from jepa.envs.two_rooms import TwoRoomsEnv
-
-    image, _ = TwoRoomsEnv().reset(seed=3)  # 65 x 65, stored as 64 x 64 in the shards
-    expected = VideoTransform(crop_size=32, training=False)(torch.from_numpy(even_frames(image[None]).copy()))
-    torch.testing.assert_close(image_to_frames(image, size=32)[0], expected)
-    assert image_to_frames(np.stack([image, image]), size=64).shape == (2, 3, 1, 64, 64)
-
-
-def test_goal_energy_final_and_sum():
+def test_goal_energy_final_sum_and_mean():
     predicted = torch.zeros(2, 3, 1, 2)
     predicted[0, :, 0, 0] = torch.tensor([3.0, 2.0, 1.0])
     goal = torch.zeros(1, 2)
     assert torch.allclose(goal_energy(predicted, goal, p=1, reduce="final"), torch.tensor([0.5, 0.0]))
     assert torch.allclose(goal_energy(predicted, goal, p=2, reduce="sum"), torch.tensor([7.0, 0.0]))
+    assert torch.allclose(GoalEnergy(2, "mean")(predicted, goal), torch.tensor([7.0 / 3, 0.0]))
+    # vector latents (S, L, D) score the same way
+    assert torch.allclose(goal_energy(predicted[:, :, 0], goal[0], p=2, reduce="sum"), torch.tensor([7.0, 0.0]))
     with pytest.raises(ValueError, match="reduce"):
-        goal_energy(predicted, goal, reduce="mean")
+        goal_energy(predicted, goal, reduce="max")
 
 
-@pytest.mark.parametrize(
-    "planner",
-    [
-        CEMPlanner(3, 2, samples=64, elites=8, iterations=4, init_std=0.5, bounds=ActionBounds(max_norm=1.0)),
-        MPPIPlanner(
-            3, 2, samples=64, iterations=4, noise_std=0.5, temperature=0.01, bounds=ActionBounds(max_norm=1.0)
-        ),
-    ],
-    ids=["cem", "mppi"],
-)
-def test_closed_loop_reaches_the_goal(planner):
+def test_bounds_come_from_the_environment():
+    bounds = ActionBounds.from_env(PointEnv([0, 0], [1, 1]), action_repeat=3)
+    assert bounds.low == (-1.5, -1.5) and bounds.high == (1.5, 1.5) and bounds.max_norm == 1.5
+    planner = CEMPlanner(4, samples=8, elites=2)
+    with pytest.raises(RuntimeError, match="configure"):
+        planner.plan(lambda a: a.square().sum((1, 2)))
+
+
+PLANNERS = {
+    "cem": lambda: CEMPlanner(3, samples=64, elites=8, iterations=4, init_std=0.5),
+    "mppi": lambda: MPPIPlanner(3, samples=64, iterations=4, noise_std=0.5, temperature=0.01),
+    "gradient": lambda: GradientPlanner(3, iterations=20, lr=0.1, samples=4, init_std=0.3),
+}
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_closed_loop_reaches_the_goal(name):
     env = PointEnv(start=[-3.0, 2.0], goal=[2.5, -1.5])  # 6.5 apart: at least 13 steps of 0.5
     # "sum" scores every step: with "final" any plan that only ends at the goal ties, and the first action dithers
-    agent = MPCAgent(LinearWorldModel(), planner, img_size=8, action_repeat=2, max_env_action_norm=0.5, reduce="sum")
+    agent = MPCAgent(LinearWorldModel(), PLANNERS[name](), GoalEnergy(p=1, reduce="sum"), action_repeat=2)
     result = run_episode(agent, env, seed=0, max_env_steps=40)
     assert result.success, result.distances
     assert result.final_distance < 0.2
     assert result.env_steps == 40 and result.plans == 20
-    # distances are recorded after each plan's 2 environment steps of norm <= 0.5: no plan got closer by more than 1
+    # the planner was configured from the environment: a planned action covers 2 steps of norm <= 0.5
+    assert agent.planner.bounds.max_norm == 1.0
     assert all(
         before - after <= 1.0 + 1e-6 for before, after in zip(result.distances, result.distances[1:], strict=False)
     )
 
 
-def test_planning_imports_without_the_video_stack():
-    """A planning machine needs torch and gymnasium, not the video decoders and shard readers of training."""
+def test_replanning_every_k_steps_executes_k_planned_actions():
+    env = PointEnv(start=[-3.0, 2.0], goal=[2.5, -1.5])
+    agent = MPCAgent(
+        LinearWorldModel(),
+        CEMPlanner(4, samples=32, elites=4, iterations=3, init_std=0.5),
+        GoalEnergy(p=1),
+        action_repeat=1,
+        replan_every=3,
+    )
+    result = run_episode(agent, env, seed=0, max_env_steps=30)
+    assert result.plans == 10 and result.success
+    with pytest.raises(ValueError, match="exceeds the planner's horizon"):
+        MPCAgent(LinearWorldModel(), CEMPlanner(2), replan_every=3)
+
+
+def test_baselines_run_through_the_same_loop():
+    env = PointEnv(start=[-3.0, 2.0], goal=[2.5, -1.5])
+    oracle = run_episode(OraclePolicy(), env, seed=0, max_env_steps=40)
+    rand = run_episode(RandomPolicy(), env, seed=0, max_env_steps=40)
+    assert oracle.success and not rand.success and rand.env_steps == 40
+    assert rand.summary()["plans"] == 40  # one decision per step
+
+
+def test_a_world_model_of_another_action_width_is_refused():
+    class Wide(LinearWorldModel):
+        action_dim = 7
+
+    agent = MPCAgent(Wide(), CEMPlanner(2))
+    with pytest.raises(ValueError, match="7-D actions but the environment's are 2-D"):
+        run_episode(agent, PointEnv([0, 0], [1, 1]), seed=0, max_env_steps=2)
+
+
+def test_planning_imports_without_the_video_stack_data_or_envs():
+    """A planning machine needs torch, not the video decoders and shard readers of training; and the planning seam
+    imports neither the data layer nor the environments (they plug in from outside)."""
     import subprocess
     import sys
 
@@ -128,7 +162,11 @@ def test_planning_imports_without_the_video_stack():
         "import sys\n"
         "for name in ('av', 'torchcodec', 'webdataset', 'braceexpand', 'lightning', 'hydra', 'wandb'):\n"
         "    sys.modules[name] = None  # any import of these now fails\n"
-        "import jepa.checkpoints, jepa.planning.mpc, jepa.planning.adapters\n"
+        "import jepa.checkpoints, jepa.planning.mpc, jepa.planning.planners, jepa.planning.energy\n"
+        "import jepa.models.world_model\n"
+        "leaked = sorted(m for m in sys.modules if m.startswith(('jepa.data', 'jepa.envs', 'jepa.tasks')))\n"
+        "assert not leaked, leaked\n"
+        "import jepa.envs.adapters\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

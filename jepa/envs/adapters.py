@@ -1,10 +1,18 @@
-"""Environment adapters for `jepa.planning.mpc`: Two Rooms (embedded) and PointMaze (optional install)."""
+"""Environment adapters for the planning loop (`jepa.planning.mpc.run_episode`): Two Rooms (embedded) and PointMaze
+(optional install).
+
+An adapter states what a planner needs to know about the environment: its `action_space` (one environment step's
+box) and `max_action_norm` (a norm limit per step, or None), so that a planner is configured from the environment
+(`jepa.planning.planners.ActionBounds.from_env`) instead of from numbers typed into configs; and it offers the
+scripted `oracle_action`, so the oracle runs through the same episode loop as the learned planners.
+"""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
-from jepa.envs.two_rooms import TwoRoomsEnv
+from jepa.envs.two_rooms import MAX_STEP, DoorOracle, TwoRoomsEnv
 
 
 class TwoRoomsAdapter:
@@ -14,10 +22,14 @@ class TwoRoomsAdapter:
         fixed_layout: wall x 32 and door y 18 in every episode (else random per episode).
     """
 
+    max_action_norm: float | None = MAX_STEP
+
     def __init__(self, fixed_layout: bool = False) -> None:
         self.env = TwoRoomsEnv(fixed_layout=fixed_layout)
+        self.action_space: gym.spaces.Box = self.env.action_space
         self.info: dict = {}
         self._obs: np.ndarray | None = None
+        self._oracle = DoorOracle()
 
     def reset(self, seed: int) -> None:
         self._obs, self.info = self.env.reset(seed=seed)
@@ -40,6 +52,10 @@ class TwoRoomsAdapter:
     def success(self) -> bool:
         return bool(self.info["success"])
 
+    def oracle_action(self) -> np.ndarray:
+        """The scripted oracle's next action (to the door, through it, then to the goal; true positions)."""
+        return self._oracle.act(self.info)
+
 
 class PointMazeAdapter:
     """`EnvAdapter` over `TopDownPointMaze` (gymnasium-robotics PointMaze from above, goal marker hidden).
@@ -52,12 +68,16 @@ class PointMazeAdapter:
         size: rendered image side in pixels.
     """
 
+    max_action_norm: float | None = None
+
     def __init__(self, maze: str = "UMaze", size: int = 64) -> None:
-        from jepa.envs.point_maze import TopDownPointMaze
+        from jepa.envs.point_maze import MazeOracle, TopDownPointMaze
 
         self.env = TopDownPointMaze(maze, size)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.info: dict = {}
         self._obs: np.ndarray | None = None
+        self._oracle = MazeOracle(self.env.maze)
 
     def reset(self, seed: int) -> None:
         self._obs, self.info = self.env.reset(seed)
@@ -79,3 +99,7 @@ class PointMazeAdapter:
 
     def success(self) -> bool:
         return bool(self.info["success"])
+
+    def oracle_action(self) -> np.ndarray:
+        """The scripted oracle's next force (a breadth-first path over the maze cells, a PD controller)."""
+        return self._oracle.act(self.info)

@@ -1,0 +1,173 @@
+"""The jointly trained world model's parts: regularisers that detect what they must, models that rebuild from their
+checkpoint spec, generated data that is reproducible and resumable, walks that match the environment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jepa.data.generated import GeneratedClips
+from jepa.envs.random_walk import TwoRoomsWalks
+from jepa.envs.two_rooms import Layout, render, render_batch
+from jepa.losses import (
+    covariance_penalty,
+    sigreg,
+    temporal_similarity,
+    trajectory_variance_hinge,
+    variance_hinge,
+)
+from jepa.models.conv_encoder import ConvEncoder
+from jepa.models.latent_predictors import ACViTPredictor, GRUPredictor, ResidualMLPPredictor
+from jepa.models.preprocess import ImagePreprocessor
+from jepa.models.world_model import JEPAWorldModel
+from jepa.tasks.world_model import WorldModelObjective
+
+
+def test_variance_hinge_detects_collapse():
+    torch.manual_seed(0)
+    spread = torch.randn(512, 16) * 2.0
+    collapsed = torch.ones(512, 16) + 1e-4 * torch.randn(512, 16)
+    assert variance_hinge(spread) == 0.0
+    assert variance_hinge(collapsed) > 0.95  # every feature's std is ~0: the hinge sits at its target, 1
+    half = torch.cat([spread[:, :8], collapsed[:, 8:]], dim=1)
+    assert variance_hinge(half) == pytest.approx(0.5 * variance_hinge(collapsed), rel=1e-3)
+
+
+def test_covariance_penalty_of_correlated_and_independent_features():
+    torch.manual_seed(0)
+    x = torch.randn(4096, 2)
+    assert covariance_penalty(x) < 1e-3
+    twin = torch.cat([x[:, :1], x[:, :1]], dim=1)  # two copies: covariance = variance = 1
+    assert covariance_penalty(twin) == pytest.approx(1.0, rel=0.1)
+
+
+def test_temporal_terms():
+    z = torch.zeros(2, 3, 4)
+    z[:, 1] = 1.0
+    assert temporal_similarity(z) == pytest.approx(1.0)  # each of the 2 steps changes every element by 1
+    torch.manual_seed(0)
+    scene_only = torch.randn(8, 1, 16).expand(8, 17, 16)  # a latent that encodes the clip's wall only
+    moving = torch.randn(8, 17, 16)
+    assert trajectory_variance_hinge(scene_only, target=0.3) == pytest.approx(0.3, abs=0.02)
+    assert trajectory_variance_hinge(moving, target=0.3) == 0.0
+    assert variance_hinge(scene_only.flatten(0, 1)) < 0.2  # the batch variance alone cannot tell them apart
+
+
+def test_sigreg_prefers_an_isotropic_gaussian():
+    torch.manual_seed(0)
+    gaussian, collapsed = torch.randn(1024, 32), torch.randn(1024, 1).expand(1024, 32)
+    skewed = torch.randn(1024, 32).exp()
+    g = torch.Generator().manual_seed(0)
+    scores = {
+        name: float(sigreg(z, 64, torch.Generator().manual_seed(0)))
+        for name, z in {"gaussian": gaussian, "collapsed": collapsed, "skewed": skewed}.items()
+    }
+    assert scores["gaussian"] < 0.01 < scores["collapsed"] and scores["gaussian"] < scores["skewed"]
+    z = torch.randn(256, 8, requires_grad=True)
+    sigreg(z, 16, g).backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_objective_weights_can_be_schedules():
+    from jepa.optim import PiecewiseLinear
+
+    objective = WorldModelObjective(trajectory_variance=PiecewiseLinear([[0, 16], [0.5, 0]], total_steps=100))
+    assert objective.weights(0)["trajectory_variance"] == 16 and objective.weights(75)["trajectory_variance"] == 0
+    assert objective.uses("trajectory_variance") and not objective.uses("sigreg")
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        WorldModelObjective(covariance=-1.0)
+
+
+def tiny_world_model(predictor: str = "mlp") -> JEPAWorldModel:
+    encoder = ConvEncoder(img_size=65, channels=(4, 8), embed_dim=16)
+    predictors = {
+        "mlp": lambda: ResidualMLPPredictor(16, hidden_dim=32),
+        "gru": lambda: GRUPredictor(16),
+        "ac_vit": lambda: ACViTPredictor(
+            img_size=1,
+            patch_size=1,
+            tubelet_size=1,
+            embed_dim=16,
+            predictor_embed_dim=16,
+            depth=1,
+            num_heads=2,
+            action_dim=2,
+        ),
+    }
+    return JEPAWorldModel(encoder, predictors[predictor](), ImagePreprocessor(mean=(0.1,) * 3, std=(0.2,) * 3))
+
+
+@pytest.mark.parametrize("predictor", ["mlp", "gru", "ac_vit"])
+def test_world_model_rolls_out_and_rebuilds_from_its_spec(predictor):
+    torch.manual_seed(0)
+    model = tiny_world_model(predictor).eval()
+    frames = torch.from_numpy(TwoRoomsWalks(frames=4)(np.random.default_rng(0), 3)["frames"])
+    with torch.no_grad():
+        z = model.encode(frames)
+        assert z.shape == (3, 4, 16)
+        actions = torch.randn(3, 5, 2)
+        rolled = model.rollout(z[:, :2], actions)
+        assert rolled.shape == (3, 4, 16)
+        # a rollout's first step is the teacher-forced prediction from the same context
+        torch.testing.assert_close(rolled[:, 0], model.teacher_forced(z[:, :2], actions[:, :2])[:, -1])
+        clone = JEPAWorldModel.from_spec(model.spec())
+        clone.load_state_dict(model.state_dict())
+        torch.testing.assert_close(clone.eval().rollout(clone.encode(frames)[:, :2], actions), rolled)
+    with pytest.raises(ValueError, match="32x32 px, but this world model's encoder takes 65x65"):
+        model.encode(torch.zeros(1, 1, 32, 32, 3, dtype=torch.uint8))
+
+
+def test_residual_mlp_predictor_starts_from_repeat_the_latent():
+    predictor = ResidualMLPPredictor(8, hidden_dim=16)
+    z = torch.nn.functional.layer_norm(torch.randn(4, 1, 8), (8,))
+    torch.testing.assert_close(predictor.rollout(z, torch.randn(4, 3, 2)), z.expand(4, 3, 8), atol=1e-4, rtol=0)
+
+
+def test_spec_refuses_classes_outside_the_model_package():
+    from jepa.models.spec import build_module
+
+    with pytest.raises(ValueError, match="refusing to build 'os.system'"):
+        build_module({"class": "os.system", "kwargs": {}})
+
+
+def test_walks_render_what_the_environment_renders():
+    batch = TwoRoomsWalks(frames=9, bump_fraction=0.2)(np.random.default_rng(0), 16)
+    assert batch["frames"].shape == (16, 9, 65, 65, 3) and batch["actions"].shape == (16, 8, 2)
+    for b in range(16):
+        layout = Layout(*map(int, batch["layout"][b]))
+        for t in (0, 4, 8):
+            np.testing.assert_array_equal(batch["frames"][b, t], render(layout, batch["states"][b, t].astype(float)))
+        assert not any(layout.is_wall(*p) for p in batch["states"][b])  # walls stop the agent
+    # a batch of arbitrary positions (some touching the image border) renders as the env does, pixel for pixel
+    rng = np.random.default_rng(1)
+    positions = rng.uniform(0, 64, (4, 3, 2))
+    frames = render_batch(np.array([20, 30, 40, 44]), np.array([12, 30, 40, 52]), positions)
+    for b, (w, d) in enumerate([(20, 12), (30, 30), (40, 40), (44, 52)]):
+        for t in range(3):
+            np.testing.assert_array_equal(frames[b, t], render(Layout(w, d), positions[b, t]))
+
+
+def test_walks_cross_the_door_and_change_layout_every_clip():
+    walks = TwoRoomsWalks(frames=17)
+    batch = walks(np.random.default_rng(0), 256)
+    rooms = batch["states"][..., 0] > batch["layout"][:, None, 0]
+    crossing = (rooms.any(1) & ~rooms.all(1)).mean()
+    assert 0.15 < crossing < 0.6  # eb_jepa: about a third through the door
+    assert len({tuple(layout) for layout in batch["layout"]}) > 100
+
+
+def test_generated_clips_are_reproducible_resumable_and_per_rank():
+    source = TwoRoomsWalks(frames=3)
+    stream = GeneratedClips(source, batch_size=2, seed=7)
+    first = [b["states"] for b, _ in zip(stream, range(4), strict=False)]
+    again = [b["states"] for b, _ in zip(GeneratedClips(source, 2, seed=7), range(4), strict=False)]
+    resumed = next(iter(GeneratedClips(source, 2, seed=7, start=2)))["states"]
+    other_rank = next(iter(GeneratedClips(source, 2, seed=7, rank=1)))["states"]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert torch.equal(resumed, first[2]) and not torch.equal(other_rank, first[0])
+    assert not torch.equal(first[0], first[1])
+    # with workers, batch k is still batch k: the loader hands them over in order
+    loader = torch.utils.data.DataLoader(GeneratedClips(source, 2, seed=7), batch_size=None, num_workers=2)
+    for batch, expected in zip(loader, first, strict=False):
+        assert torch.equal(batch["states"], expected)
