@@ -86,7 +86,7 @@ def test_slurm_example_runs_as_written_in_dry_run():
     (command,) = [c for c in COMMANDS if "launch/submit.py" in c]
     dry = command.replace("launch/submit.py", "launch/submit.py --dry-run", 1)
     dry = dry.replace("python ", f"{sys.executable} ", 1)
-    proc = subprocess.run(["bash", "-c", dry], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(["bash", "-c", dry], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "source ~/venvs/jepa/bin/activate" in lines, proc.stdout

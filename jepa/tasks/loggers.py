@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import os
+from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.utilities import rank_zero_only
 
 
 class AppendingExperimentWriter(ExperimentWriter):
@@ -52,7 +54,27 @@ class AppendingExperimentWriter(ExperimentWriter):
 
 
 class ResumableCSVLogger(CSVLogger):
-    """`lightning.pytorch.loggers.CSVLogger` (same arguments) whose ``metrics.csv`` survives a resume."""
+    """`lightning.pytorch.loggers.CSVLogger` (same arguments) whose ``metrics.csv`` survives a resume.
+
+    Rows are also written to disk with the first row after each checkpoint (the checkpoint step's own), not only every
+    ``flush_logs_every_n_steps``: a run killed outright (SIGKILL, out of memory) resumes from its last checkpoint,
+    and every row up to that checkpoint is then already on disk.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flush_after_next_row = False
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+        if self._flush_after_next_row:
+            self.save()
+            self._flush_after_next_row = False
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        # The checkpoint step's own row is logged right after the save (Lightning logs after the batch-end hooks).
+        self._flush_after_next_row = True
 
     @property
     @rank_zero_experiment

@@ -190,14 +190,14 @@ def test_time_limit_without_warning_signal_requeues_and_resumes_exactly(tmp_path
     saved = [int(s) for s in re.findall(r"signal SIGTERM: saved \S*last\.ckpt at step (\d+)", log)]
     assert len(saved) == 2 and saved[0] == saved[1] > 0, log[-4000:]
     assert f"requeued SLURM job {job_id}" in log
-    # the resumed run goes on past the next kept checkpoint; then stop the job for good
+    # the resumed run goes on past the next kept checkpoint; then stop it for good (SIGINT: save, no requeue)
     check = 10 * (saved[0] // 10 + 1)
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / f"step{check + 10:08d}.ckpt").exists() and time.monotonic() < deadline:
         time.sleep(1)
-    subprocess.run(["scancel", "--signal=KILL", job_id], check=True)
-    wait_state(job_id, DONE | {"PENDING"}, timeout=120)
-    subprocess.run(["scancel", job_id], check=False)
+    subprocess.run(["scancel", "--signal=INT", job_id], check=True)
+    wait_state(job_id, DONE, timeout=120)
+    assert "signal SIGINT: saved" in out.read_text() and out.read_text().count("requeued SLURM job") == 1
     resumed = weights(run_dir / "checkpoints" / f"step{check:08d}.ckpt", check)
     assert "Restoring states from the checkpoint path at" in out.read_text()
 
