@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jepa.checkpoint_io import LoadedCheckpoint, check_finite, read_checkpoint
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VIT_SIZES, VJEPA2_1_TAPS, VisionTransformer
 
@@ -157,8 +158,15 @@ def describe_size(state_dict: Mapping[str, torch.Tensor]) -> str:
     )
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """`load_state_dict(strict=True)` with one readable error listing mismatched, missing and unexpected keys."""
+def load_state_dict_strict(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, source: str = "the checkpoint"
+) -> None:
+    """`load_state_dict(strict=True)` with one readable error listing mismatched, missing and unexpected keys.
+
+    Weights with NaN or inf (a diverged run) are refused too (`jepa.checkpoint_io.check_finite`); ``source`` names
+    the file in that message.
+    """
+    check_finite(state_dict, f"{source} ({what})")
     own = module.state_dict()
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -215,7 +223,9 @@ def load_released_vjepa2(
         key = next((k for keys in RELEASED_ENCODER_KEYS.values() for k in keys if k in ckpt), None)
     if key is None:
         known = [k for keys in RELEASED_ENCODER_KEYS.values() for k in keys]
-        raise KeyError(f"no encoder weights in checkpoint: expected one of {known}, found {sorted(ckpt)}")
+        raise KeyError(
+            f"no encoder weights in {_source(path_or_checkpoint)}: expected one of {known}, found {sorted(ckpt)}"
+        )
     enc_sd = released_state_dict(ckpt[key])
     pred_sd = released_state_dict(ckpt["predictor"]) if "predictor" in ckpt else None
     if encoder is None:
@@ -223,7 +233,7 @@ def load_released_vjepa2(
         if pred_sd is not None and "norms_block.0.weight" in enc_sd and "predictor_embed.weight" in pred_sd:
             overrides["num_output_levels"] = 1  # a distilled 2.1 file: its predictor takes the last level only
         encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd, **overrides))
-    load_state_dict_strict(encoder, enc_sd, f"{key} encoder")
+    load_state_dict_strict(encoder, enc_sd, f"{key} encoder", _source(path_or_checkpoint))
     out: dict[str, nn.Module] = {"encoder": encoder}
     if predictor is None and build_predictor:
         if pred_sd is None:
@@ -233,7 +243,7 @@ def load_released_vjepa2(
     if predictor is not None:
         if pred_sd is None:
             raise KeyError("a predictor was given but the checkpoint has no 'predictor' weights")
-        load_state_dict_strict(predictor, pred_sd, "predictor")
+        load_state_dict_strict(predictor, pred_sd, "predictor", _source(path_or_checkpoint))
         out["predictor"] = predictor
     return out
 
@@ -262,7 +272,7 @@ def load_encoder(
         if encoder is None:
             kwargs = ckpt.get("module_kwargs", {}).get("encoder")
             encoder = VisionTransformer(**(kwargs or infer_encoder_kwargs(enc_sd)))
-        load_state_dict_strict(encoder, enc_sd, f"{ENCODER_KEYS[which]} encoder")
+        load_state_dict_strict(encoder, enc_sd, f"{ENCODER_KEYS[which]} encoder", _source(ckpt))
     else:
         encoder = load_released_vjepa2(ckpt, encoder=encoder, which=which)["encoder"]
     if freeze:
@@ -271,12 +281,17 @@ def load_encoder(
 
 
 def _load(path_or_checkpoint: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A loaded checkpoint dict as given, or the file read by `read_checkpoint` (clear errors for bad files)."""
     if isinstance(path_or_checkpoint, Mapping):
         return path_or_checkpoint
-    path = Path(path_or_checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint(path_or_checkpoint)
+
+
+def _source(path_or_checkpoint: str | Path | Mapping[str, Any]) -> str:
+    """How error messages name a checkpoint: its path (also of a dict read from a file), or "the checkpoint dict"."""
+    if isinstance(path_or_checkpoint, LoadedCheckpoint):
+        return path_or_checkpoint.path
+    return "the checkpoint dict" if isinstance(path_or_checkpoint, Mapping) else str(path_or_checkpoint)
 
 
 # --- V-JEPA 2-AC (action-conditioned) layout ---------------------------------------------------------------------
@@ -352,7 +367,7 @@ def load_released_ac(
     check_ac_dims(predictor, pred_sd)
     if not getattr(predictor, "use_extrinsics", False):
         pred_sd = {k: v for k, v in pred_sd.items() if not k.startswith("extrinsics_encoder.")}
-    load_state_dict_strict(predictor, pred_sd, "AC predictor")
+    load_state_dict_strict(predictor, pred_sd, "AC predictor", _source(path_or_checkpoint))
     return {"encoder": encoder, "predictor": predictor}
 
 
@@ -386,7 +401,7 @@ def load_world_model(
         predictor = VisionTransformerPredictorAC(**kwargs["ac_predictor"])
         for module, prefix in ((encoder, "encoder."), (predictor, "predictor.")):
             sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            load_state_dict_strict(module, sub, prefix[:-1])
+            load_state_dict_strict(module, sub, prefix[:-1], _source(path_or_checkpoint))
     else:
         modules = load_released_ac(ckpt, **released_kwargs)
         encoder, predictor = modules["encoder"], modules["predictor"]
@@ -419,5 +434,6 @@ def load_energy_head(path_or_checkpoint: str | Path | Mapping[str, Any]) -> nn.M
         )
     head = LatentEnergyHead(**kwargs)
     state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
-    load_state_dict_strict(head, {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}, "head")
+    head_sd = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
+    load_state_dict_strict(head, head_sd, "head", _source(path_or_checkpoint))
     return head.eval().requires_grad_(False)

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from config_check import ConfigError, check_before_hydra, check_config  # noqa: E402
 from train import build_group, register_resolvers  # noqa: E402  (the sibling entry point's config helpers)
 
 from jepa.checkpoints import describe_size, load_encoder  # noqa: E402
@@ -44,6 +45,7 @@ def build_encoder(cfg: DictConfig) -> VisionTransformer:
 
 def probe(cfg: DictConfig) -> dict[str, Any]:
     """Trains and evaluates one probe; returns (and writes) the results."""
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     encoder = build_encoder(cfg)
     head = instantiate(cfg.probe_head, embed_dim=encoder.embed_dim, _convert_="all")
@@ -78,7 +80,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     try:
         probe(cfg)
-    except (FileNotFoundError, ValueError, KeyError) as err:  # wrong path, checkpoint of another shape, no labels
+    except (FileNotFoundError, ValueError, KeyError, ConfigError) as err:  # wrong path, other shape, no labels
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 
@@ -86,4 +88,5 @@ def main(cfg: DictConfig) -> None:
 register_resolvers()
 
 if __name__ == "__main__":
+    check_before_hydra("probe")
     main()

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
 import train as train_launcher  # noqa: E402 - same resolvers and PROJECT_ROOT as the training entry point
+from config_check import ConfigError, check_config  # noqa: E402
 
 
 def sbatch_options(launcher: DictConfig) -> list[str]:
@@ -108,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             cfg = compose("train", overrides=overrides)
+        # types and ranges now, not in the queue; files may live only on the cluster's file system
+        check_config(cfg, files=False)
         script = render_script(cfg, overrides)
         if args.dry_run:
             print(script, end="")
             return 0
         job_id = submit(script, Path(cfg.paths.run_dir))
-    except (HydraException, RuntimeError) as err:
+    except (HydraException, RuntimeError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"submitted job {job_id}: run directory {cfg.paths.run_dir}, log {cfg.launcher.output}", file=sys.stderr)

@@ -7,9 +7,9 @@ Composes the Hydra config, builds the objects it names, and calls `Trainer.fit`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,10 +20,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from jepa.data.pipeline import NoReadableSamplesError
-from jepa.hardware import auto_compile, auto_precision
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from config_check import ConfigError, check_before_hydra, check_config  # noqa: E402  (launch/ helpers)
+from run_dir import own_last_checkpoint, resume_path, set_wandb_ids, summary  # noqa: E402
+
+from jepa.checkpoint_io import CheckpointError  # noqa: E402
+from jepa.data.pipeline import NoReadableSamplesError  # noqa: E402
+from jepa.hardware import auto_compile, auto_precision  # noqa: E402
+from jepa.tasks.callbacks import PreemptionCheckpoint  # noqa: E402
+from jepa.tasks.guards import NonFiniteLossError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -41,31 +48,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
 
 
-def resume_path(cfg: DictConfig) -> str | None:
-    """An explicit `ckpt_path`, else the run directory's last.ckpt when it exists (automatic resume)."""
-    if cfg.ckpt_path:
-        return str(cfg.ckpt_path)
-    last = Path(cfg.paths.run_dir) / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        log.info("resuming from %s (use another run_name for a fresh run)", last)
-        return str(last)
-    return None
-
-
 def build_group(cfg: DictConfig | None) -> list:
     return [instantiate(node, _convert_="all") for node in (cfg or {}).values() if node is not None]
-
-
-def wandb_run_id(run_dir: str) -> str:
-    """A wandb run id fixed by the run directory, so a resumed or requeued job logs into the same wandb run."""
-    return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
-
-
-def set_wandb_ids(cfg: DictConfig) -> None:
-    for node in (cfg.get("logger") or {}).values():
-        if node is not None and str(node.get("_target_", "")).endswith("WandbLogger") and not node.get("id"):
-            with open_dict(node):
-                node.id = wandb_run_id(cfg.paths.run_dir)
 
 
 def cluster_plugins() -> list:
@@ -82,10 +66,15 @@ def build_task(cfg: DictConfig) -> L.LightningModule:
 
 
 def train(cfg: DictConfig) -> L.Trainer:
+    check_config(cfg)  # again here: tests and sweep jobs come in without the command-line check
+    ckpt_path = resume_path(cfg)
+    if ckpt_path is not None:
+        log.info("resuming from %s (use another run_name for a fresh run)", ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
-    set_wandb_ids(cfg)
+    own = ckpt_path is not None and Path(ckpt_path).resolve().parent == own_last_checkpoint(cfg).resolve().parent
+    set_wandb_ids(cfg, resuming=own)  # the same wandb run only when this run folder's own checkpoint goes on
+    task = build_task(cfg)  # before the data: a model error must not wait for generated data
     datamodule = instantiate(cfg.data, _convert_="all")
-    task = build_task(cfg)
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), *cluster_plugins()]
     trainer = instantiate(
         cfg.trainer,
@@ -93,7 +82,7 @@ def train(cfg: DictConfig) -> L.Trainer:
         logger=build_group(cfg.get("logger")),
         plugins=plugins or None,
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_path(cfg))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # torn down explicitly: gloo can abort a rank at interpreter exit otherwise (SLURM_LOCAL.md item 10)
         torch.distributed.barrier()
@@ -107,17 +96,46 @@ def use_sweep_dir(cfg: DictConfig) -> None:
         cfg.paths.run_dir = HydraConfig.get().runtime.output_dir
 
 
+def finish(cfg: DictConfig, trainer: L.Trainer) -> int:
+    """Print the closing summary (rank 0) and return the exit status: 0, or 128 + signal for a signal stop.
+
+    A stop that requeued the SLURM job exits 0 (the job goes on); SIGTERM / SIGINT without a requeue exit as
+    shells expect from a process those signals stopped (143 / 130), so `train && probe` does not go on.
+    """
+    preemption = next((c for c in trainer.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+    signum = preemption.received if preemption is not None and preemption.saved_step is not None else None
+    if trainer.is_global_zero:
+        loss = trainer.callback_metrics.get("train/loss")
+        stopped_by = signum.name if signum is not None else None
+        max_steps = trainer.max_steps
+        print(summary(cfg, trainer.global_step, max_steps, None if loss is None else float(loss), stopped_by))
+    if signum in (signal.SIGTERM, signal.SIGINT) and not preemption.requeued:
+        return 128 + signum
+    return 0
+
+
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         use_sweep_dir(cfg)
-        train(cfg)
-    except (FileNotFoundError, NoReadableSamplesError) as err:  # bad shards / checkpoint: a user error, not a crash
+        status = finish(cfg, train(cfg))
+    except (FileNotFoundError, NoReadableSamplesError, CheckpointError, ConfigError) as err:  # user errors
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteLossError as err:  # diverged: the message names the steps and what to change
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)
+    if status == 128 + signal.SIGINT:
+        # die by SIGINT, so that a calling shell script stops too (as Python does for an uncaught Ctrl-C)
+        sys.stdout.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    if status:  # not on success: in a sweep, the next job runs in this process
+        sys.exit(status)
 
 
 register_resolvers()
 
 if __name__ == "__main__":
+    check_before_hydra("train")
     main()

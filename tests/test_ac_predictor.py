@@ -13,34 +13,54 @@ from jepa.models.vit import VisionTransformer
 TINY = dict(img_size=32, patch_size=8, embed_dim=40, predictor_embed_dim=48, depth=2, num_heads=2)
 
 
+def fixture_geometry(cfg: dict) -> tuple[int, int, int]:
+    """(latent frames, tokens per frame, width) of the fixture's video."""
+    return cfg["frames"] // cfg["tubelet_size"], (cfg["img"] // cfg["patch_size"]) ** 2, cfg["embed_dim"]
+
+
 def test_released_ac_predictor_matches_reference(vjepa2_fixture):
-    modules = load_released_ac(vjepa2_fixture["ac_checkpoint"], num_heads=4, img_size=64)
+    cfg = vjepa2_fixture["config"]
+    modules = load_released_ac(vjepa2_fixture["ac_checkpoint"], num_heads=cfg["ac_heads"], img_size=cfg["img"])
     inputs, outputs = vjepa2_fixture["inputs"], vjepa2_fixture["outputs"]
     encoder, predictor = modules["encoder"].eval(), modules["predictor"].eval()
     with torch.no_grad():
         z = encoder(inputs["video"])
         out = predictor(z, inputs["actions"], inputs["states"])
-    assert out.shape == (2, 64, 192)
+    T, N, D = fixture_geometry(cfg)
+    assert out.shape == (cfg["batch"], T * N, D)
     torch.testing.assert_close(out, outputs["ac_predictor"], atol=1e-4, rtol=0)
 
 
 def test_released_ac_rejects_other_action_dim(vjepa2_fixture):
+    cfg = vjepa2_fixture["config"]
+    A, other = cfg["ac_action_dim"], cfg["ac_action_dim"] + 1
     predictor = VisionTransformerPredictorAC(
-        img_size=64, embed_dim=192, predictor_embed_dim=96, depth=2, num_heads=4, action_dim=2, state_dim=7
+        img_size=cfg["img"],
+        patch_size=cfg["patch_size"],
+        tubelet_size=cfg["tubelet_size"],
+        embed_dim=cfg["embed_dim"],
+        predictor_embed_dim=cfg["ac_dim"],
+        depth=cfg["ac_depth"],
+        num_heads=cfg["ac_heads"],
+        action_dim=other,
+        state_dim=A,
     )
-    with pytest.raises(ValueError, match=r"7-D actions .* action_dim=2: set action_dim=7"):
+    with pytest.raises(ValueError, match=rf"{A}-D actions .* action_dim={other}: set action_dim={A}"):
         load_released_ac(vjepa2_fixture["ac_checkpoint"], predictor=predictor)
 
 
 def test_released_ac_as_world_model(vjepa2_fixture):
-    wm = load_world_model(vjepa2_fixture["ac_checkpoint"], num_heads=4, img_size=64)
-    frames = torch.randn(1, 3, 2, 64, 64)
+    cfg = vjepa2_fixture["config"]
+    wm = load_world_model(vjepa2_fixture["ac_checkpoint"], num_heads=cfg["ac_heads"], img_size=cfg["img"])
+    _, N, D = fixture_geometry(cfg)
+    A = cfg["ac_action_dim"]
+    frames = torch.randn(1, 3, 2, cfg["img"], cfg["img"])
     z = wm.encode_frames(frames)
-    assert z.shape == (1, 2, 16, 192)
-    # planning: raw images as an environment renders them, preprocessed by the world model itself
-    images = torch.randint(0, 256, (1, 2, 65, 65, 3), dtype=torch.uint8)
-    assert wm.encode(images).shape == (1, 2, 16, 192)
-    assert wm.rollout(z, torch.zeros(1, 4, 7), torch.zeros(1, 2, 7)).shape == (1, 3, 16, 192)
+    assert z.shape == (1, 2, N, D)
+    # planning: raw images as an environment renders them (another size), preprocessed by the world model itself
+    images = torch.randint(0, 256, (1, 2, cfg["img"] + 1, cfg["img"] + 1, 3), dtype=torch.uint8)
+    assert wm.encode(images).shape == (1, 2, N, D)
+    assert wm.rollout(z, torch.zeros(1, 4, A), torch.zeros(1, 2, A)).shape == (1, 3, N, D)
 
 
 def test_block_causal_mask_layout():

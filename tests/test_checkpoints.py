@@ -12,16 +12,20 @@ from jepa.models.vit import VisionTransformer
 ATOL = 1e-4
 
 
-def fixture_modules(cfg: dict) -> tuple[VisionTransformer, VisionTransformerPredictor]:
-    geometry = dict(
+def geometry(cfg: dict) -> dict:
+    """The fixture's input geometry, as our constructors take it."""
+    return dict(
         img_size=cfg["img"], num_frames=cfg["frames"], patch_size=cfg["patch_size"], tubelet_size=cfg["tubelet_size"]
     )
+
+
+def fixture_modules(cfg: dict) -> tuple[VisionTransformer, VisionTransformerPredictor]:
     encoder = VisionTransformer(
         embed_dim=cfg["embed_dim"],
         depth=cfg["depth"],
         num_heads=cfg["heads"],
         norm_eps=cfg["layer_norm_eps"],
-        **geometry,
+        **geometry(cfg),
     )
     predictor = VisionTransformerPredictor(
         embed_dim=cfg["embed_dim"],
@@ -29,7 +33,8 @@ def fixture_modules(cfg: dict) -> tuple[VisionTransformer, VisionTransformerPred
         depth=cfg["pred_depth"],
         num_heads=cfg["pred_heads"],
         num_mask_tokens=cfg["num_mask_tokens"],
-        **geometry,
+        norm_eps=cfg["layer_norm_eps"],
+        **geometry(cfg),
     )
     return encoder, predictor
 
@@ -59,12 +64,12 @@ def test_untiled_rope_does_not_match_released_weights(vjepa2_fixture):
     """The compat switch matters: the interleaved (fixed) RoPE layout gives different features."""
     cfg = vjepa2_fixture["config"]
     encoder = VisionTransformer(
-        img_size=cfg["img"],
-        num_frames=cfg["frames"],
         embed_dim=cfg["embed_dim"],
         depth=cfg["depth"],
         num_heads=cfg["heads"],
+        norm_eps=cfg["layer_norm_eps"],
         tiled_rope=False,
+        **geometry(cfg),
     )
     load_released_vjepa2(vjepa2_fixture["checkpoint"], encoder)
     with torch.no_grad():
@@ -83,8 +88,10 @@ def test_load_encoder_infers_size_from_released_file(vjepa2_fixture, tmp_path):
 
 
 def test_wrong_encoder_size_is_a_clear_error(vjepa2_fixture):
-    wrong = VisionTransformer(img_size=64, num_frames=8, embed_dim=96, depth=2, num_heads=2)
-    with pytest.raises(ValueError, match=r"does not fit(.|\n)*192 wide, 4 deep"):
+    cfg = vjepa2_fixture["config"]
+    wrong = VisionTransformer(embed_dim=cfg["embed_dim"] // 2, depth=cfg["depth"] + 1, num_heads=1, **geometry(cfg))
+    expected = rf"does not fit(.|\n)*{cfg['embed_dim']} wide, {cfg['depth']} deep, patch {cfg['patch_size']}"
+    with pytest.raises(ValueError, match=expected):
         load_released_vjepa2(vjepa2_fixture["checkpoint"], wrong)
 
 

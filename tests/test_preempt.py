@@ -101,21 +101,6 @@ def test_handler_only_sets_a_flag_and_restores_handlers(tmp_path):
     assert signal.getsignal(signal.SIGUSR2) == before and signal.getsignal(signal.SIGTERM) == before_term
 
 
-def test_wandb_run_id_follows_the_run_directory(tmp_path):
-    from hydra import compose, initialize_config_dir
-    from test_train import train_launcher
-
-    def logger_cfg(run_name: str):
-        overrides = ["logger=default", f"paths.output_dir={tmp_path}", f"run_name={run_name}"]
-        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
-        train_launcher.set_wandb_ids(cfg)
-        return cfg.logger.wandb
-
-    first, again, other = logger_cfg("a"), logger_cfg("a"), logger_cfg("b")
-    assert first.id == again.id == train_launcher.wandb_run_id(str(tmp_path / "a")) != other.id
-
-
 def test_slurm_job_keeps_the_warning_handler_after_training(tmp_path, monkeypatch):
     """A USR1 between the last step and the process exit must not kill a finished SLURM job (it would be FAILED)."""
     monkeypatch.setenv("SLURM_JOB_ID", "123")

@@ -150,17 +150,19 @@ def test_released_layout_checkpoint_probe(tmp_path, colour_data, vjepa2_fixture)
     path = tmp_path / "vjepa2_small_released.pt"
     torch.save(vjepa2_fixture["checkpoint"], path)
     expected = released_state_dict(vjepa2_fixture["checkpoint"]["target_encoder"])
+    cfg = vjepa2_fixture["config"]
     overrides = [o for o in colour_data if "crop_size" not in o and "frames_per_clip" not in o]
     results = run_probe(
         tmp_path / "released",
         *overrides,
         f"checkpoint={path}",
-        "probe_data.frames_per_clip=8",
-        "probe_data.crop_size=64",  # the fixture's geometry: 8 frames at 64x64, patch 16
-        "probe_head.num_heads=3",
+        f"probe_data.frames_per_clip={cfg['frames']}",  # the fixture's geometry
+        f"probe_data.crop_size={cfg['img']}",
+        f"probe_head.num_heads={cfg['heads']}",
         "trainer.max_steps=3",
     )
-    assert results["encoder"].startswith("a custom ViT (192 wide, 4 deep") and results["num_videos"] == 18
+    assert results["encoder"].startswith(f"a custom ViT ({cfg['embed_dim']} wide, {cfg['depth']} deep")
+    assert results["num_videos"] == 18
     # the probe read the EMA target encoder, and left it untouched on disk and in the file's weights
     reloaded = released_state_dict(torch.load(path, weights_only=True)["target_encoder"])
     assert all(torch.equal(expected[k], reloaded[k]) for k in expected)
@@ -172,8 +174,10 @@ def test_checkpoint_of_another_size_is_one_clear_error(tmp_path, colour_data, vj
     with pytest.raises(ValueError) as err:
         run_probe(tmp_path / "bad", *colour_data, f"checkpoint={path}", "encoder=vit_micro")
     message = str(err.value)
-    assert "patch_embed.proj.weight: checkpoint (192, 3, 2, 16, 16) vs model (96, 3, 2, 16, 16)" in message
-    assert "192 wide, 4 deep, patch 16, tubelet 2" in message
+    cfg = vjepa2_fixture["config"]
+    D, p, t = cfg["embed_dim"], cfg["patch_size"], cfg["tubelet_size"]
+    assert f"patch_embed.proj.weight: checkpoint ({D}, 3, {t}, {p}, {p}) vs model (96, 3, 2, 16, 16)" in message
+    assert f"{D} wide, {cfg['depth']} deep, patch {p}, tubelet {t}" in message
 
 
 def test_random_init_needs_an_architecture(tmp_path, colour_data):

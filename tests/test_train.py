@@ -17,6 +17,7 @@ from jepa.data.synthetic import make_synthetic_shards
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "launch"))
+import plot as plot_launcher  # noqa: E402
 import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
@@ -50,12 +51,15 @@ def shards(tmp_path_factory) -> str:
     return str(out / "shard-{000000..000003}.tar")
 
 
-def run(run_dir: Path, *overrides: str):
+def compose_train(run_dir: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
+        return compose(
             "train", overrides=[*TINY, f"paths.output_dir={run_dir.parent}", f"run_name={run_dir.name}", *overrides]
         )
-    return train_launcher.train(cfg)
+
+
+def run(run_dir: Path, *overrides: str):
+    return train_launcher.train(compose_train(run_dir, *overrides))
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -68,15 +72,24 @@ def losses(run_dir: Path) -> dict[int, float]:
     return out
 
 
-def test_loss_goes_down(tmp_path, shards):
+def test_loss_goes_down(tmp_path, shards, capsys):
     run_dir = tmp_path / "down"
-    run(
+    cfg = compose_train(
         run_dir,
         f"data.shards='{shards}'",
         "trainer.max_steps=60",
         "trainer.log_every_n_steps=1",
         "data.steps_per_epoch=10",
     )
+    trainer = train_launcher.train(cfg)
+    # the closing summary: checkpoint, final loss, metrics, what to run next; then the loss curves
+    assert train_launcher.finish(cfg, trainer) == 0
+    summary = capsys.readouterr().out
+    assert f"run down: finished 60 steps, train/loss {float(trainer.callback_metrics['train/loss']):.4f}" in summary
+    assert f"checkpoint  {run_dir / 'checkpoints' / 'last.ckpt'}" in summary
+    assert f"metrics     {run_dir / 'csv' / 'metrics.csv'}  (loss curves: python launch/plot.py {run_dir})" in summary
+    assert f"next        python launch/probe.py checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}" in summary
+    assert plot_launcher.main([str(run_dir)]) == 0 and (run_dir / "loss.png").stat().st_size > 5000
     curve = losses(run_dir)
     assert len(curve) == 60
     first = sum(curve[s] for s in range(1, 11)) / 10

@@ -22,7 +22,7 @@ from jepa.checkpoints import (
 )
 from jepa.losses import context_distances, layer_norm_levels
 from jepa.models.predictor import VisionTransformerPredictor
-from jepa.models.vit import VisionTransformer
+from jepa.models.vit import VJEPA2_1_TAPS, VisionTransformer
 
 ATOL = 1e-4
 SHARED = Path(os.environ.get("JEPA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
@@ -94,6 +94,12 @@ def close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, atol=ATOL, rtol=0)
 
 
+def token_grid(cfg: dict, image: bool = False) -> tuple[int, int, int]:
+    """(T', H', W') of the fixture's square video (or image) input."""
+    side = cfg["img_size"] // cfg["patch_size"]
+    return (1 if image else cfg["num_frames"] // cfg["tubelet_size"]), side, side
+
+
 @torch.no_grad()
 def test_target_encoder_outputs(fx):
     cfg, inp, out = fx["config"], fx["inputs"], fx["outputs"]
@@ -139,7 +145,7 @@ def test_predictor_heads_video_and_image(fx):
         inp["image_context_idx"],
         inp["image_target_idx"],
         mask_index=inp["image_mask_index"],
-        grid=(1, 4, 4),
+        grid=token_grid(cfg, image=True),
         is_image=True,
         return_context=True,
     )
@@ -208,8 +214,10 @@ def test_loader_infers_2_1_models_from_the_files(fx, tmp_path):
     enc_sd = released_state_dict(fx["checkpoint"]["target_encoder"])
     kw = infer_encoder_kwargs(enc_sd, taps=cfg["hierarchical_layers"])
     assert kw["img_temporal_dim_size"] == 1 and kw["modality_embedding"] and not kw["tiled_rope"]
-    pred_kw = infer_predictor_kwargs(released_state_dict(fx["checkpoint"]["predictor"]), img_size=64, num_frames=8)
-    assert (pred_kw["num_levels"], pred_kw["out_embed_dim"], pred_kw["num_mask_tokens"]) == (4, 192, 8)
+    geometry = dict(img_size=cfg["img_size"], num_frames=cfg["num_frames"], patch_size=cfg["patch_size"])
+    pred_kw = infer_predictor_kwargs(released_state_dict(fx["checkpoint"]["predictor"]), **geometry)
+    expected = (cfg["pred_levels"], cfg["embed_dim"], cfg["pred_num_mask_tokens"])
+    assert (pred_kw["num_levels"], pred_kw["out_embed_dim"], pred_kw["num_mask_tokens"]) == expected
     assert pred_kw["return_all_tokens"] and pred_kw["num_heads"] == cfg["pred_num_heads"]
     modules = load_released_vjepa2(
         fx["checkpoint"], VisionTransformer(**kw).eval(), VisionTransformerPredictor(**pred_kw).eval()
@@ -223,41 +231,53 @@ def test_loader_infers_2_1_models_from_the_files(fx, tmp_path):
     assert (dist_kw["num_levels"], dist_kw["out_embed_dim"]) == (1, cfg["teacher_embed_dim"])
     # build_predictor: the distilled file's one-level predictor from its weights alone
     built = load_released_vjepa2(fx["checkpoint_distilled"], encoder_from_reference(cfg), build_predictor=True)
-    # (the built predictor's nominal geometry is the release's, so the 4x4x4 grid of the indices is passed)
+    # (the built predictor's nominal geometry is the release's, so the token grid of the indices is passed)
     z_pred = built["predictor"].eval()(
-        out["encoder_context_last"], inp["context_idx"], inp["target_idx"], inp["mask_index"], grid=(4, 4, 4)
+        out["encoder_context_last"], inp["context_idx"], inp["target_idx"], inp["mask_index"], grid=token_grid(cfg)
     )
     close(z_pred, out["predictor_distilled_pred"])
 
 
 def test_load_encoder_reads_a_released_2_1_file_of_a_released_depth(fx, tmp_path):
     """A 2.1 file of a released depth needs no configuration: taps from the depth, the EMA key from the layout."""
+    cfg = fx["config"]
     enc_sd = released_state_dict(fx["checkpoint_distilled"]["ema_encoder"])
-    # grow the fixture to 12 blocks, the depth of the released ViT-B (taps 2/5/8/11)
-    for i in range(5, 12):
-        enc_sd.update(
-            {k.replace("blocks.4.", f"blocks.{i}.", 1): v for k, v in enc_sd.items() if k.startswith("blocks.4.")}
-        )
+    # grow the fixture to the smallest released depth with as many taps as it has norms (ViT-B: 12 blocks, 2/5/8/11)
+    depth, taps = min((d, t) for d, t in VJEPA2_1_TAPS.items() if d >= cfg["depth"] and len(t) == cfg["n_levels"])
+    last = f"blocks.{cfg['depth'] - 1}."
+    for i in range(cfg["depth"], depth):
+        enc_sd.update({k.replace(last, f"blocks.{i}.", 1): v for k, v in enc_sd.items() if k.startswith(last)})
     path = tmp_path / "vjepa2_1_like.pt"
     torch.save({"ema_encoder": {f"module.backbone.{k}": v for k, v in enc_sd.items()}, "encoder": {}}, path)
     encoder = load_encoder(path)
-    assert encoder.taps == [2, 5, 8, 11] and not encoder.training
-    assert encoder(fx["inputs"]["image"]).shape == (2, 16, 192)
+    assert encoder.taps == list(taps) and not encoder.training
+    _, H, W = token_grid(cfg, image=True)
+    assert encoder(fx["inputs"]["image"]).shape == (cfg["batch"], H * W, cfg["embed_dim"])
 
 
 def test_unreleased_depth_without_taps_is_a_clear_error(fx):
     enc_sd = released_state_dict(fx["checkpoint"]["target_encoder"])
+    if fx["config"]["depth"] in VJEPA2_1_TAPS:  # a fixture of a released depth: cut it below to an unreleased one
+        enc_sd = {k: v for k, v in enc_sd.items() if not k.startswith(f"blocks.{fx['config']['depth'] - 1}.")}
     with pytest.raises(ValueError, match="pass the taps it was trained with"):
         infer_encoder_kwargs(enc_sd)
 
 
 def test_wrong_configuration_names_what_the_file_holds(fx):
     cfg = fx["config"]
-    v2_style = VisionTransformer(img_size=64, num_frames=8, embed_dim=192, depth=5, num_heads=3)  # no 2.1 options
-    with pytest.raises(ValueError, match="V-JEPA 2.1 with 4 taps"):
+    v2_style = VisionTransformer(  # no 2.1 options
+        img_size=cfg["img_size"],
+        patch_size=cfg["patch_size"],
+        num_frames=cfg["num_frames"],
+        tubelet_size=cfg["tubelet_size"],
+        embed_dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        num_heads=cfg["num_heads"],
+    )
+    with pytest.raises(ValueError, match=f"V-JEPA 2.1 with {cfg['n_levels']} taps"):
         load_released_vjepa2(fx["checkpoint"], v2_style)
     one_level = predictor_from_reference(cfg, cfg["predictor_kwargs"], n_output_distillation=1)
-    with pytest.raises(ValueError, match="4 level"):
+    with pytest.raises(ValueError, match=f"{cfg['pred_levels']} level"):
         load_released_vjepa2(fx["checkpoint"], encoder_from_reference(cfg), one_level)
 
 

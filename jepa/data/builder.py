@@ -3,7 +3,9 @@
 Inputs are listed once, in a fixed order, and cut into groups of ``files_per_shard``: group i becomes
 ``shard-%06d.tar`` i plus its record ``shard-%06d.json`` (clips, hours, bytes, skipped files). Files are transcoded in
 parallel worker processes; the main process writes each shard to a temporary name and renames it when complete, then
-writes its record. Running the build again skips every shard whose record exists, so an interrupted build resumes.
+writes its record. Running the build again keeps every shard whose record exists and whose tar checks out (present,
+of the recorded size, readable, with the recorded samples: `shard_problem`) and rebuilds the others, so an
+interrupted build resumes and a deleted or damaged shard is rebuilt.
 The manifest (``manifest.json``: shard list with sample counts) is written last and is what a data config points at.
 """
 
@@ -17,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import re
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -44,30 +47,34 @@ class SourceFile:
     source: str = ""
 
 
-def _parse_label(text: str) -> int | str:
+def _parse_label(text: str, where: str) -> int:
+    """An integer class index, as the V-JEPA 2 list format has it; anything else is an error naming the line."""
     try:
         return int(text)
     except ValueError:
-        return text
+        raise ValueError(
+            f"{where}: label {text!r} is not an integer class index; the list format is `path label` with an "
+            "integer label (or `path` alone); for class names use folders and --label-from-folder"
+        ) from None
 
 
 def read_csv_list(path: str) -> list[SourceFile]:
     """Read a V-JEPA 2 style list: one ``path [label]`` per line, space-, tab- or comma-separated, no header.
 
-    The label is the text after the line's last separator; a line that names an existing file as a whole has no
-    label (so paths with spaces work). Relative paths are taken relative to the list's folder; blank lines and
+    The label is the text after the line's last separator, an integer class index; a line that names an existing
+    file as a whole has no label (so paths with spaces work). Relative paths are taken relative to the list's folder; blank lines and
     ``#`` comments are ignored.
     """
     root = os.path.dirname(os.path.abspath(path))
     files = []
     with open(path) as f:
         lines = [line.strip() for line in f]
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         if not line or line.startswith("#"):
             continue
         fields = re.split(r"[,\t ]+(?=[^,\t ]+$)", line)
         if len(fields) == 2 and not os.path.isfile(os.path.join(root, line)):
-            name, label = fields[0], _parse_label(fields[1])
+            name, label = fields[0], _parse_label(fields[1], f"{path} line {number}")
         else:
             name, label = line, None
         full = name if os.path.isabs(name) else os.path.join(root, name)
@@ -88,6 +95,7 @@ def list_inputs(inputs: Sequence[str], label_from_folder: bool = False) -> tuple
 
     Raises:
         FileNotFoundError: If an input does not exist or matches nothing (one message naming them all).
+        ValueError: If a list has a label that is not an integer (the message names the file and line).
     """
     extensions = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
     files: list[SourceFile] = []
@@ -140,6 +148,49 @@ def _transcode_one(job: tuple[int, SourceFile, EncodeSettings]) -> tuple[int, li
 def _shard_names(out_dir: str, shard: int) -> tuple[str, str]:
     base = os.path.join(out_dir, f"shard-{shard:06d}")
     return base + ".tar", base + ".json"
+
+
+def shard_problem(tar_path: str, record: dict[str, Any]) -> str | None:
+    """Why a shard its record calls complete is not (missing, other size, unreadable, samples missing), or None.
+
+    Reads only the tar headers (seeking over the members), not the videos.
+    """
+    if record.get("samples", 0) == 0:
+        return None  # every file of the group was skipped: no tar was written
+    if not os.path.isfile(tar_path):
+        return "missing"
+    size = os.path.getsize(tar_path)
+    if size != record.get("bytes"):
+        return f"{size} bytes, the build wrote {record.get('bytes')}"
+    try:
+        with tarfile.open(tar_path) as tar:
+            keys = Counter(m.name.split(".", 1)[0] for m in tar.getmembers() if m.isfile())
+    except (tarfile.TarError, OSError, EOFError) as exn:
+        return f"unreadable tar ({exn})"
+    complete = sum(1 for count in keys.values() if count >= 2)  # an mp4 and a json per sample
+    if complete != record["samples"]:
+        return f"{complete} complete samples, the build wrote {record['samples']}"
+    return None
+
+
+def _complete_record(out_dir: str, shard: int) -> dict[str, Any] | None:
+    """The record of a shard that is complete on disk, else None (its leftovers removed, so it is rebuilt)."""
+    tar_path, record_path = _shard_names(out_dir, shard)
+    if not os.path.isfile(record_path):
+        return None
+    try:
+        with open(record_path) as f:
+            record = json.load(f)
+        problem = shard_problem(tar_path, record)
+    except (ValueError, KeyError, TypeError) as exn:
+        problem = f"unreadable record {record_path} ({exn})"
+    if problem is None:
+        return record
+    log.warning("rebuilding %s: %s", os.path.basename(tar_path), problem)
+    for stale in (record_path, tar_path):
+        if os.path.isfile(stale):
+            os.remove(stale)
+    return None
 
 
 def _write_json(path: str, data: Any) -> None:
@@ -229,14 +280,20 @@ def build_shards(
 
     Raises:
         FileNotFoundError: If an input is missing.
-        ValueError: If ``out_dir`` holds a build with other inputs or settings.
+        ValueError: If ``out_dir`` is a file or holds a build with other inputs or settings, or a list has a
+            non-integer label.
     """
     settings = settings or EncodeSettings()
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} is a file: pass a folder for the shards (it is created if missing)")
     files, classes = list_inputs(inputs, label_from_folder)
     if not files:
         raise FileNotFoundError(f"no video or image files in {list(inputs)}; supported: {VIDEO_EXTENSIONS}")
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exn:  # a parent that is a file, no permission, ...
+        raise ValueError(f"cannot create the output folder {out_dir}: {exn.strerror}") from None
     digest = hashlib.sha1("\n".join(f"{f.path}\t{f.label}" for f in files).encode()).hexdigest()
     build = {"format": FORMAT, "inputs_sha1": digest, "num_inputs": len(files), "files_per_shard": files_per_shard}
     build |= {"settings": dataclasses.asdict(settings), "classes": classes}
@@ -246,10 +303,9 @@ def build_shards(
     records: dict[int, dict[str, Any]] = {}
     todo = []
     for shard in range(len(groups)):
-        record_path = _shard_names(out_dir, shard)[1]
-        if os.path.isfile(record_path):
-            with open(record_path) as f:
-                records[shard] = json.load(f)
+        record = _complete_record(out_dir, shard)
+        if record is not None:
+            records[shard] = record
         else:
             todo.append(shard)
     jobs = [(i, files[i], settings) for shard in todo for i in groups[shard]]

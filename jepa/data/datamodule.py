@@ -32,6 +32,7 @@ from jepa.data.mixing import DatasetSpec, MixedBatches
 from jepa.data.pipeline import BATCHES, DATASETS, VideoClipDataset, stream_seed
 from jepa.data.synthetic import ensure_synthetic_shards
 from jepa.data.transforms import VideoTransform
+from jepa.data.workers import StopSignalsIgnored
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +305,8 @@ class VideoDataModule(L.LightningDataModule):
         good = sum(g for g, _ in self.data_stats.values())
         skipped = sum(s for _, s in self.data_stats.values())
         if skipped >= 2 * max(self._warned_at, 8):
-            log.warning("skipped %d of %d samples read so far (corrupt, undecodable or too short)", skipped, good)
+            log.warning("skipped %d of %d samples read so far (corrupt, undecodable, truncated or too short)",
+                        skipped, good + skipped)  # fmt: skip
             self._warned_at = skipped
         trainer = self.trainer
         if trainer is None or not trainer.loggers or trainer.global_step % max(trainer.log_every_n_steps, 1):
@@ -338,6 +340,7 @@ class VideoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            worker_init_fn=StopSignalsIgnored(),  # a group SIGTERM/Ctrl-C is the trainer's to handle (PITFALLS 13)
         ).with_epoch(self.steps_per_epoch)
         self._loader.skip = skip
         return self._loader

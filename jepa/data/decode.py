@@ -55,6 +55,29 @@ def step_for_fps(source_fps: float | None, fps: float | None, frame_step: int) -
     return max(1, int(math.ceil(source_fps - 1e-6) // fps))
 
 
+# A video whose frames span less than this fraction of the duration its header declares is truncated.
+MIN_COMPLETE_FRACTION = 0.9
+
+
+def check_complete(
+    decoded_seconds: float, declared_seconds: float, frame_seconds: float, min_fraction: float = MIN_COMPLETE_FRACTION
+) -> None:
+    """The one rule the shard builder and the loader share for a cut-off video (a truncated mp4 whose index is at
+    the front opens fine and simply ends early).
+
+    Args:
+        decoded_seconds: Time spanned by the frames actually present (first to last frame, plus one frame).
+        declared_seconds: The duration the container declares (0 when it declares none: nothing to compare).
+        frame_seconds: One frame's duration; videos declaring at most two frames are not judged.
+        min_fraction: Least fraction of the declared duration that must be present.
+
+    Raises:
+        ValueError: ``"truncated: X s decoded of Y s"``.
+    """
+    if declared_seconds > 2 * frame_seconds and decoded_seconds < min_fraction * declared_seconds:
+        raise ValueError(f"truncated: {decoded_seconds:.2f} s decoded of {declared_seconds:.2f} s")
+
+
 def _check_length(num_frames: int, min_frames: int, size: int) -> None:
     if num_frames < min_frames:
         raise ValueError(f"video too short: {num_frames} frames < min_frames={min_frames} ({size} bytes)")
@@ -109,6 +132,21 @@ def _decode_all(codec: av.codec.context.CodecContext, packets: list[av.Packet]) 
     return frames
 
 
+def _check_span(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, packets: list[av.Packet]
+) -> None:
+    """`check_complete` on the demuxed packets' timestamps against the container's declared duration."""
+    if stream.time_base is None or not container.duration:
+        return
+    last = max(packets, key=lambda p: p.pts)
+    rate = stream.average_rate or stream.guessed_rate
+    frame_seconds = float(last.duration * stream.time_base) if last.duration else (1 / float(rate) if rate else 0.0)
+    if frame_seconds <= 0:
+        return  # no frame duration to judge by
+    decoded = float((last.pts - min(p.pts for p in packets)) * stream.time_base) + frame_seconds
+    check_complete(decoded, container.duration / av.time_base, frame_seconds)
+
+
 def decode_clip(
     mp4: bytes,
     frames_per_clip: int,
@@ -152,7 +190,8 @@ def decode_clip_frames(
         the crop (PyAV hands out separate frames anyway).
 
     Raises:
-        ValueError: If the bytes do not open as a video, no frame decodes, or the video is shorter than min_frames.
+        ValueError: If the bytes do not open as a video, no frame decodes, the video is shorter than min_frames, or
+            it is truncated (`check_complete`: the rule the shard builder rejects files with).
     """
     if frames_per_clip < 1 or frame_step < 1:
         raise ValueError(f"frames_per_clip ({frames_per_clip}) and frame_step ({frame_step}) must be >= 1")
@@ -170,6 +209,7 @@ def decode_clip_frames(
         frame_step = step_for_fps(float(rate) if rate else None, fps, frame_step)
         if packets and all(p.pts is not None for p in packets):
             sorted_pts = sorted(p.pts for p in packets)
+            _check_span(container, stream, packets)
             _check_length(len(sorted_pts), min_frames, len(mp4))
             indices = clip_indices(len(sorted_pts), frames_per_clip, frame_step, generator)
             wanted = [sorted_pts[i] for i in indices]
@@ -224,7 +264,10 @@ def decode_clip_torchcodec(
             num_ffmpeg_threads=1,
             dimension_order="NHWC",
         )
-        num_frames = decoder.metadata.num_frames or 0
+        metadata = decoder.metadata
+        num_frames = metadata.num_frames or 0
+        if metadata.duration_seconds is not None and metadata.duration_seconds_from_header and metadata.average_fps:
+            check_complete(metadata.duration_seconds, metadata.duration_seconds_from_header, 1 / metadata.average_fps)
         _check_length(num_frames, max(min_frames, 1), len(mp4))
         frame_step = step_for_fps(decoder.metadata.average_fps, fps, frame_step)
         indices = clip_indices(num_frames, frames_per_clip, frame_step, generator)

@@ -38,6 +38,7 @@ from jepa.data.pipeline import (
 from jepa.data.shards import resolve_shards
 from jepa.data.synthetic import ensure_synthetic_shards
 from jepa.data.transforms import VideoTransform
+from jepa.data.workers import StopSignalsIgnored
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,12 @@ class LabelledDataModule(L.LightningDataModule):
     def _loader(self, dataset: LabelledClipDataset, drop_last: bool) -> DataLoader:
         dataset.set_rank()
         return DataLoader(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=drop_last, pin_memory=False
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            pin_memory=False,
+            worker_init_fn=StopSignalsIgnored(),  # a group SIGTERM/Ctrl-C is the trainer's to handle
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -48,8 +48,9 @@ def resolve_shards(spec: str | list[str]) -> list[str]:
     """Expand a shard spec into a flat list of shard urls, checking that local ones exist.
 
     Each entry may be a brace pattern (``shard-{000000..000007}.tar``), a glob (``dir/*.tar``), a ``::``-separated
-    list, a plain path, a ``manifest.json`` written by the shard builder, or a ``pipe:``/http(s) url (passed through
-    unchecked; s3 works through ``pipe:aws s3 cp s3://bucket/shard-000000.tar -``).
+    list, a plain path, a ``manifest.json`` written by the shard builder or the builder's output folder (its
+    manifest, or the ``.tar`` files in a folder without one), or a ``pipe:``/http(s) url (passed through unchecked;
+    s3 works through ``pipe:aws s3 cp s3://bucket/shard-000000.tar -``).
 
     Args:
         spec: One spec string or a list of them.
@@ -64,6 +65,7 @@ def resolve_shards(spec: str | list[str]) -> list[str]:
     specs = [spec] if isinstance(spec, str) else list(spec)
     urls: list[str] = []
     missing: list[str] = []
+    manifests: list[str] = []  # manifests listing shards that are gone
     for item in specs:
         for url in expand_urls(str(item)):
             if _is_remote(url):
@@ -75,9 +77,20 @@ def resolve_shards(spec: str | list[str]) -> list[str]:
                 if not matches:
                     missing.append(url)
                 urls.extend(matches)
+            elif os.path.isdir(url):  # a builder's output folder: its manifest, else the tars in it
+                manifest = os.path.join(url, "manifest.json")
+                listed = manifest_shards(manifest) if os.path.isfile(manifest) else sorted(glob.glob(f"{url}/*.tar"))
+                if not listed:
+                    missing.append(f"{url} (a folder with neither manifest.json nor .tar files)")
+                gone = [p for p in listed if not _is_remote(p) and not os.path.isfile(p)]
+                missing += gone
+                manifests += [manifest] if gone else []
+                urls.extend(listed)
             elif url.endswith(".json") and os.path.isfile(url):
                 listed = manifest_shards(url)
-                missing += [p for p in listed if not _is_remote(p) and not os.path.isfile(p)]
+                gone = [p for p in listed if not _is_remote(p) and not os.path.isfile(p)]
+                missing += gone
+                manifests += [url] if gone else []
                 urls.extend(listed)
             elif os.path.isfile(url):
                 urls.append(url)
@@ -85,6 +98,11 @@ def resolve_shards(spec: str | list[str]) -> list[str]:
                 missing.append(url)
     if missing:
         shown = ", ".join(missing[:5]) + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
+        if manifests:
+            raise FileNotFoundError(
+                f"video shards not found: {shown}, listed in {', '.join(manifests)}; run the data/make_shards.py "
+                "command that wrote it again: it rebuilds missing and damaged shards"
+            )
         raise FileNotFoundError(f"video shards not found: {shown}; {MAKE_SHARDS_HINT}")
     if not urls:
         raise ValueError(f"shard spec {spec!r} expands to no shards; {MAKE_SHARDS_HINT}")

@@ -17,6 +17,8 @@ from typing import Any
 import av
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from jepa.data.decode import MIN_COMPLETE_FRACTION, check_complete
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".webm", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif")
 
@@ -46,7 +48,7 @@ class EncodeSettings:
     gop: int = 8
     crf: int = 26
     preset: str = "fast"
-    min_duration_fraction: float = 0.9
+    min_duration_fraction: float = MIN_COMPLETE_FRACTION
 
 
 def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -134,8 +136,8 @@ def resampled_frames(path: str, settings: EncodeSettings, info: dict[str, Any]) 
         end = previous[0] - t0 + frame_duration
         info["duration"] = round(float(end), 3)
         declared = float(container.duration) / av.time_base if container.duration else 0.0
-        if declared > 2 * float(frame_duration) and float(end) < settings.min_duration_fraction * declared:
-            raise ValueError(f"truncated: {float(end):.2f} s decoded of {declared:.2f} s")
+        # the loader applies the same rule to the clips it reads (jepa.data.decode.check_complete)
+        check_complete(float(end), declared, float(frame_duration), settings.min_duration_fraction)
         while k * out_step < end:
             yield previous[1]
             k += 1

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import av
@@ -20,6 +21,7 @@ from PIL import Image
 from jepa.data.builder import build_shards, list_inputs
 from jepa.data.decode import decode_clip, encode_mp4
 from jepa.data.pipeline import VideoClipDataset
+from jepa.data.shards import resolve_shards
 from jepa.data.transcode import EncodeSettings, transcode
 from jepa.data.transforms import VideoTransform
 
@@ -182,6 +184,37 @@ def test_truncated_faststart_mp4_is_detected(tmp_path, gray_video):
         list(transcode(str(cut), SMALL))
 
 
+def test_builder_and_loader_agree_on_what_a_usable_video_is(sources, tmp_path):
+    """Every file the builder turns into clips, the loader reads; every file the builder rejects (truncated, empty,
+    not a video), the loader rejects too, instead of padding what is left of it."""
+    files = sorted(p for p in sources.rglob("*") if p.is_file())
+    cut = tmp_path / "cut_faststart.mp4"  # index in front: opens fine, ends at half of its declared duration
+    with av.open(str(tmp_path / "whole.mp4"), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 48, 48, "yuv420p"
+        for array in np.random.default_rng(0).integers(0, 255, (96, 48, 48, 3), dtype=np.uint8):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode(None))
+    whole = (tmp_path / "whole.mp4").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    verdicts = {}
+    for path in [*files, cut]:
+        try:
+            list(transcode(str(path), SMALL))
+            builder = True
+        except ValueError:
+            builder = False
+        try:
+            decode_clip(path.read_bytes(), 16, 1, torch.Generator().manual_seed(0))
+            loader = True
+        except ValueError:
+            loader = False
+        verdicts[path.name] = (builder, loader)
+    assert all(builder == loader for builder, loader in verdicts.values()), verdicts
+    assert sum(builder for builder, _ in verdicts.values()) == len(CONTAINERS) + 3  # ramps, 2 images, bikes
+    assert not any(verdicts[name][0] for name in ("truncated.mp4", "empty.mp4", "notes.avi", "cut_faststart.mp4"))
+
+
 def test_rebuild_resumes_and_refuses_other_settings(sources, tmp_path):
     out = tmp_path / "out"
     inputs = [str(sources / "ramps"), str(sources / "images")]
@@ -198,6 +231,33 @@ def test_rebuild_resumes_and_refuses_other_settings(sources, tmp_path):
         build_shards(inputs, str(out), EncodeSettings(fps=4, short_side=32), files_per_shard=3, progress=False)
 
 
+def test_deleted_and_truncated_shards_are_rebuilt(sources, tmp_path, caplog):
+    """The builder's records alone do not make a shard complete: a deleted or cut tar is rebuilt on the next run."""
+    out = tmp_path / "out"
+    inputs = [str(sources / "ramps"), str(sources / "images")]
+    first = build_shards(inputs, str(out), SMALL, files_per_shard=3, workers=1, progress=False)
+    (out / "shard-000000.tar").unlink()
+    data = (out / "shard-000001.tar").read_bytes()
+    (out / "shard-000001.tar").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileNotFoundError, match=r"shard-000000\.tar, listed in .*manifest\.json; run the data/make_"):
+        resolve_shards(str(out))  # data.shards=<the builder folder> reads its manifest
+    again = build_shards(inputs, str(out), SMALL, files_per_shard=3, workers=1, progress=False)
+    assert (again["built_shards"], again["reused_shards"]) == (2, 1)
+    assert "rebuilding shard-000000.tar: missing" in caplog.text
+    assert f"rebuilding shard-000001.tar: {len(data) // 2} bytes, the build wrote {len(data)}" in caplog.text
+    assert again["shards"] == first["shards"] and again["num_samples"] == 8
+    for entry in again["shards"]:  # every tar the manifest lists is there, whole
+        with tarfile.open(out / entry["url"]) as tar:
+            assert len(tar.getmembers()) == 2 * entry["samples"]
+    third = build_shards(inputs, str(out), SMALL, files_per_shard=3, workers=1, progress=False)
+    assert (third["built_shards"], third["reused_shards"]) == (0, 3)
+    assert resolve_shards(str(out)) == [str(out / e["url"]) for e in third["shards"]]
+    (out / "manifest.json").unlink()  # a folder of tars without a manifest: its tars
+    assert resolve_shards(str(out)) == sorted(str(p) for p in out.glob("*.tar"))
+    with pytest.raises(FileNotFoundError, match="neither manifest.json nor .tar files"):
+        resolve_shards(str(tmp_path))
+
+
 def test_csv_list_with_labels(tmp_path, gray_video):
     for i in range(3):
         (tmp_path / f"v{i}.mp4").write_bytes(encode_mp4(gray_video(8), fps=8))
@@ -208,6 +268,13 @@ def test_csv_list_with_labels(tmp_path, gray_video):
     dataset = VideoClipDataset(str(tmp_path / "out" / "manifest.json"), 2, 1, VideoTransform(crop_size=16))
     assert manifest["num_samples"] == 3
     assert {s["label"] for s in itertools.islice(iter(dataset), 20)} == {5, 7, -1}
+
+
+def test_non_integer_label_is_an_error_naming_the_line(tmp_path, gray_video):
+    (tmp_path / "v0.mp4").write_bytes(encode_mp4(gray_video(8), fps=8))
+    (tmp_path / "list.csv").write_text("v0.mp4 3\nv0.mp4 cat\n")
+    with pytest.raises(ValueError, match=r"list\.csv line 2: label 'cat' is not an integer class index"):
+        list_inputs([str(tmp_path / "list.csv")])
 
 
 def test_missing_input_is_one_clear_error(tmp_path):
@@ -233,3 +300,13 @@ def test_cli_prints_summary(sources, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 clips" in proc.stdout and "skipped 3 files" in proc.stdout and "empty.mp4" in proc.stdout
     assert (out / "manifest.json").is_file()
+    # --out naming a file: one line, no traceback
+    args[args.index("--out") + 1] = str(out / "manifest.json")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "data" / "make_shards.py"), *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        == f"error: --out {out / 'manifest.json'} is a file: pass a folder for the shards (it is created if missing)"
+    )

@@ -108,3 +108,11 @@ def test_torchcodec_matches_pyav(gray_video):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="torchcodec"):
         decode_clip_torchcodec(b"\x00garbage" * 64, 4, 1, torch.Generator())
+
+
+def test_skip_warning_counts_skipped_among_all_samples_read(caplog):
+    dm = VideoDataModule(shards="unused.tar")
+    dm.data_stats = {"0/0/0/0": (18, 12), "0/0/0/1": (0, 8)}  # (good, skipped) per worker
+    with caplog.at_level("WARNING"):
+        dm._report_data_stats()
+    assert "skipped 20 of 38 samples read so far" in caplog.text

@@ -1,9 +1,11 @@
 """On a real SLURM cluster (tests/slurm/start_cluster.sh): 2-node gloo pretraining submitted with launch/submit.py,
-preempted with USR1 mid-run, requeued by itself, resumed at the saved step, same final weights as without the
-interruption. Skipped when no cluster with two idle nodes is running."""
+stopped mid-run by USR1 (the warning signal), by a plain `scancel` and by its time limit (SIGTERM to every task,
+no warning signal), requeued by itself, resumed at the saved step, with the weights of an uninterrupted run and every
+metrics row once. Skipped when no cluster with two idle nodes is running."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import re
@@ -51,14 +53,16 @@ def shards(tmp_path_factory) -> str:
     return str(out / "shard-{000000..000003}.tar")
 
 
-def submit(out: Path, run_name: str, shards: str) -> str:
+def submit(out: Path, run_name: str, shards: str, *extra: str) -> str:
     overrides = [
         *TINY,
         f"data.shards='{shards}'",
         "data.steps_per_epoch=6",
+        "data.num_workers=1",  # a DataLoader worker per rank: SLURM signals it too
         "trainer=ddp_cpu",
         f"trainer.max_steps={STEPS}",
         f"callbacks.checkpoint.every_n_train_steps={STEPS}",
+        "trainer.log_every_n_steps=1",
         "launcher.nodes=2",
         "launcher.gpus_per_node=0",
         "launcher.tasks_per_node=1",
@@ -66,6 +70,7 @@ def submit(out: Path, run_name: str, shards: str) -> str:
         "launcher.time=15",
         f"paths.output_dir={out}",
         f"run_name={run_name}",
+        *extra,
     ]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -106,43 +111,101 @@ def wait_log(path: Path, pattern: str, count: int, timeout: float) -> str:
     raise AssertionError(f"{count}x {pattern!r} not in {path} after {timeout} s:\n{text[-4000:]}")
 
 
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == STEPS
+DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
+
+
+def weights(path: Path, step: int) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == step
     return ckpt["state_dict"]
 
 
-def test_two_nodes_preempt_requeue_resume(tmp_path, shards):
-    straight_id = submit(tmp_path, "straight", shards)
-    preempted_id = submit(tmp_path, "preempted", shards)  # queued behind the first: both use the two nodes
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
 
-    info = wait_state(straight_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
-    log = (tmp_path / "straight" / f"slurm-{straight_id}.out").read_text()
+
+def logged_steps(run_dir: Path) -> list[int]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, shards) -> Path:
+    """An uninterrupted 2-node run of STEPS steps: the reference the interrupted runs must match."""
+    out = tmp_path_factory.mktemp("slurm_straight")
+    job_id = submit(out, "straight", shards)
+    info = wait_state(job_id, DONE, timeout=600)
+    log = (out / "straight" / f"slurm-{job_id}.out").read_text()
     assert info["JobState"] == "COMPLETED", log[-4000:]
     assert "Restarts" in info and info["Restarts"] == "0"
     for rank in range(2):  # both ranks ran the training (one Hydra log per rank)
-        rank_log = (tmp_path / "straight" / f"train-rank{rank}.log").read_text()
+        rank_log = (out / "straight" / f"train-rank{rank}.log").read_text()
         assert "preemption handler armed" in rank_log, rank_log[-2000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    return out / "straight"
 
-    # preempt mid-run, once both ranks train (a signal before the handler exists kills a task, SLURM_LOCAL.md item 2)
-    out = tmp_path / "preempted" / f"slurm-{preempted_id}.out"
-    wait_log(out, "preemption handler armed", 2, timeout=300)
-    # at once: on a fast idle machine the whole run takes a few seconds (the save lands at step >= 1 anyway)
-    subprocess.run(["scancel", "--signal=USR1", preempted_id], check=True)
-    info = wait_state(preempted_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
-    log = out.read_text()
+
+def check_requeued_once(job_id: str, log_path: Path, signal_name: str) -> int:
+    """The job saved on both ranks at the same step, requeued itself, resumed there and completed; the step."""
+    info = wait_state(job_id, DONE, timeout=600)
+    log = log_path.read_text()
     assert info["JobState"] == "COMPLETED", log[-4000:]
     assert info["Restarts"] == "1", info
-    saved = [int(s) for s in re.findall(r"signal [^:]+: saved \S*last\.ckpt at step (\d+)", log)]
+    saved = [int(s) for s in re.findall(rf"signal {signal_name}: saved \S*last\.ckpt at step (\d+)", log)]
     assert len(saved) == 2 and saved[0] == saved[1] and 0 < saved[0] < STEPS, log[-4000:]  # both ranks, same step
-    assert f"requeued SLURM job {preempted_id}" in log
-    assert f"job {preempted_id} restart 1" in log
+    assert f"requeued SLURM job {job_id}" in log
+    assert f"job {job_id} restart 1" in log
     assert "Restoring states from the checkpoint path at" in log and "last.ckpt" in log
+    assert "Traceback" not in log and "killed by signal" not in log, log[-4000:]
+    return saved[0]
 
-    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "preempted")
-    for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+
+@pytest.mark.parametrize("how", ["USR1", "plain scancel"])
+def test_two_nodes_stopped_requeue_and_resume_exactly(tmp_path, shards, straight, how):
+    """USR1: the warning signal. A plain `scancel` (SIGTERM to every task, workers included): SLURM's preemption
+    and cancel path, which requeues too (`scancel --signal=INT` stops for good, saved)."""
+    job_id = submit(tmp_path, "stopped", shards)
+    out = tmp_path / "stopped" / f"slurm-{job_id}.out"
+    # once both ranks train: a signal before the handler exists kills a task (SLURM_LOCAL.md item 2); at once, since
+    # on a fast idle machine the whole run takes a few seconds (the save lands at step >= 1 anyway)
+    wait_log(out, "preemption handler armed", 2, timeout=300)
+    subprocess.run(["scancel", "--signal=USR1", job_id] if how == "USR1" else ["scancel", job_id], check=True)
+    check_requeued_once(job_id, out, "SIGUSR1" if how == "USR1" else "SIGTERM")
+    b = weights(tmp_path / "stopped" / "checkpoints" / "last.ckpt", STEPS)
+    assert_same_weights(weights(straight / "checkpoints" / "last.ckpt", STEPS), b)
+    assert logged_steps(tmp_path / "stopped") == list(range(STEPS))  # every step once, across the requeue
+
+
+def test_time_limit_without_warning_signal_requeues_and_resumes_exactly(tmp_path, shards):
+    """`--time=1` and no `--signal`: at the limit SLURM sends SIGTERM to every task, then SIGKILL after KillWait. The
+    run saves at that step and requeues; the resumed run lands on the weights of an uninterrupted one."""
+    endless = ["trainer.max_steps=100000", "callbacks.checkpoint.every_n_train_steps=10"]
+    endless += [f"optim.{s}.total_steps=100000" for s in ("lr_schedule", "wd_schedule", "ema_schedule")]
+    job_id = submit(tmp_path, "limited", shards, *endless, "launcher.time=1", "launcher.signal=null")
+    run_dir = tmp_path / "limited"
+    out = run_dir / f"slurm-{job_id}.out"
+    log = wait_log(out, f"job {job_id} restart 1", 1, timeout=420)  # 60 s of training, then the limit
+    assert "DUE TO TIME LIMIT" in log, log[-4000:]
+    saved = [int(s) for s in re.findall(r"signal SIGTERM: saved \S*last\.ckpt at step (\d+)", log)]
+    assert len(saved) == 2 and saved[0] == saved[1] > 0, log[-4000:]
+    assert f"requeued SLURM job {job_id}" in log
+    # the resumed run goes on past the next kept checkpoint; then stop it for good (SIGINT: save, no requeue)
+    check = 10 * (saved[0] // 10 + 1)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / f"step{check + 10:08d}.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    subprocess.run(["scancel", "--signal=INT", job_id], check=True)
+    wait_state(job_id, DONE, timeout=120)
+    assert "signal SIGINT: saved" in out.read_text() and out.read_text().count("requeued SLURM job") == 1
+    resumed = weights(run_dir / "checkpoints" / f"step{check:08d}.ckpt", check)
+    assert "Restoring states from the checkpoint path at" in out.read_text()
+
+    # the same run without interruption, to that step
+    straight_id = submit(tmp_path, "unlimited", shards, *endless, f"trainer.max_steps={check}")
+    assert wait_state(straight_id, DONE, timeout=600)["JobState"] == "COMPLETED"
+    assert_same_weights(weights(tmp_path / "unlimited" / "checkpoints" / "last.ckpt", check), resumed)
+    assert logged_steps(run_dir)[:check] == list(range(check))  # the requeue lost no row and repeated none
 
 
 @pytest.mark.skipif(
