@@ -82,7 +82,8 @@ def test_loss_goes_down_with_images_and_videos(tmp_path, shards):
     assert mean(curve, last) < 0.9 * mean(curve, range(7, 17))  # the total, once lambda is constant
     # the ramp: 0 until 5% of 60 steps, 0.5 from 10% on; the total adds lambda * context loss
     assert weight[1] == 0.0 and weight[60] == 0.5
-    assert curve[60] == pytest.approx(masked[60] + 0.5 * context[60], rel=1e-5)
+    # bf16 on CPUs with native bf16 (jepa.hardware): the logged total is rounded to bf16 (8 significant bits)
+    assert curve[60] == pytest.approx(masked[60] + 0.5 * context[60], rel=2**-7)
     enc = load_encoder(run_dir / "checkpoints" / "last.ckpt")
     assert enc.taps == [0, 1] and not enc.training
     with torch.no_grad():
