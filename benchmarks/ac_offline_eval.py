@@ -15,7 +15,7 @@ import time
 import torch
 
 from jepa.checkpoints import load_world_model
-from jepa.data.trajectories import TrajectoryDataModule
+from jepa.envs.recorders import TwoRoomsDataModule
 from jepa.tasks.action import rollout_errors
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     start = time.perf_counter()
     wm = load_world_model(args.checkpoint)
-    dm = TrajectoryDataModule(
+    dm = TwoRoomsDataModule(
         embedded_dir=args.data_dir,
         embedded={"lossless": True} if args.lossless else None,
         split="val",

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,16 +39,15 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from jepa.checkpoints import load_encoder
+from jepa.data.decode import decode_clip
+from jepa.data.synthetic import ensure_synthetic_shards, shape_coverage, token_coverage
+from jepa.data.transforms import VideoTransform
+from launch import train as train_launcher
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "launch"))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-import train as train_launcher  # noqa: E402
-
-from jepa.checkpoints import load_encoder  # noqa: E402
-from jepa.data.decode import decode_clip  # noqa: E402
-from jepa.data.synthetic import ensure_synthetic_shards, shape_coverage, token_coverage  # noqa: E402
-from jepa.data.transforms import VideoTransform  # noqa: E402
 
 QUIET = ["logger=csv", "~callbacks.progress", "trainer.enable_progress_bar=false"]
 # vjepa2_1_cpu_quick (micro ViT with taps 1 and 3, 2-level predictor, dense loss, a quarter image batches) brought to

@@ -22,19 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks.external import importable_checkout
+from benchmarks.train_step import git_commit
 from jepa.hardware import cpu_bf16_native
 from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
 from jepa.planning.mpc import LatentCost
 from jepa.planning.planners import ActionBounds, CEMPlanner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import git_commit  # noqa: E402
 
 # the notebook's CPU settings (notebooks/energy_landscape_example.ipynb)
 MPC_ARGS = {
@@ -53,8 +50,7 @@ MPC_ARGS = {
 
 def reference_world_model(path: str, predictor_kwargs: dict):
     """The notebook's `WorldModel` around the reference's `vit_ac_predictor` (random weights)."""
-    sys.path.insert(0, str(Path(path).resolve()))
-    sys.path.insert(0, str(Path(path).resolve() / "notebooks"))
+    importable_checkout(path, "notebooks")
     from src.models.ac_predictor import vit_ac_predictor
     from utils.world_model_wrapper import WorldModel
 

@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 
+from launch import probe as probe_launcher
+from launch import train as train_launcher
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "launch"))
 os.environ.setdefault("WANDB_MODE", "disabled")
-import probe as probe_launcher  # noqa: E402
-import train as train_launcher  # noqa: E402
 
 QUIET = ["logger=csv", "~callbacks.progress", "trainer.enable_progress_bar=false"]
 TASKS = {"direction": 8, "label": 4}  # json field -> classes

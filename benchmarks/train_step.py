@@ -26,7 +26,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +40,9 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from jepa.models.vit import VIT_SIZES
+from launch import train as train_launcher  # the entry point's own config helpers: one wiring
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import train as train_launcher  # noqa: E402  (the entry point's own config helpers: one wiring)
 
 train_launcher.register_resolvers()
 

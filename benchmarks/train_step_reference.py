@@ -21,17 +21,14 @@ import argparse
 import copy
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_step  # noqa: E402
-
-from jepa.hardware import cpu_bf16_native  # noqa: E402
+from benchmarks import train_step
+from benchmarks.external import importable_checkout
+from jepa.hardware import cpu_bf16_native
 
 DEFAULT = ["+experiment=vjepa2_small", "encoder.img_size=224", "data.batch_size=2", "trainer=cpu"]
 
@@ -40,7 +37,7 @@ class ReferenceStep:
     """The reference's V-JEPA 2 pretraining step, built from its checkout at the geometry of our `cfg`."""
 
     def __init__(self, path: str, cfg, steps: int) -> None:
-        sys.path.insert(0, str(Path(path).resolve()))
+        importable_checkout(path)
         from app.vjepa.utils import init_opt, init_video_model
         from src.masks.multiseq_multiblock3d import MaskCollator
         from src.masks.utils import apply_masks

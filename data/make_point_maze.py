@@ -15,7 +15,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from jepa.data.trajectories import convert_episodes
+from jepa.data.trajectory_convert import convert_episodes
 from jepa.envs.point_maze import TopDownPointMaze, random_episode
 
 

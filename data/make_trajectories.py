@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from jepa.data.trajectories import convert_episodes
+from jepa.data.trajectory_convert import convert_episodes
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from jepa.checkpoints import load_world_model
 from jepa.tasks.action import rollout_errors
@@ -44,9 +44,10 @@ def plot(errors: dict, path: Path, title: str) -> None:
 
 def evaluate(cfg: DictConfig) -> dict:
     world_model = load_world_model(cfg.checkpoint)
-    cfg.encoder.img_size = world_model.encoder.img_size
-    cfg.data.frames_per_clip = cfg.horizon + 1
-    datamodule = instantiate(cfg.data, _convert_="all")
+    # windows of horizon + 1 frames at the checkpoint's encoder size
+    datamodule = instantiate(
+        cfg.data, crop_size=world_model.encoder.img_size, frames_per_clip=cfg.horizon + 1, _convert_="all"
+    )
     datamodule.setup("validate")
     errors = rollout_errors(world_model, datamodule.train_dataloader(), cfg.horizon, cfg.num_windows, cfg.seed)
     out = Path(cfg.output_dir)
@@ -66,7 +67,6 @@ def evaluate(cfg: DictConfig) -> dict:
 @hydra.main(config_path="../configs", config_name="eval_world_model", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
-    OmegaConf.set_struct(cfg, False)
     try:
         evaluate(cfg)
     except (FileNotFoundError, KeyError, ValueError) as err:  # wrong path / not an AC checkpoint: user errors

@@ -19,12 +19,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from config_check import ConfigError, check_before_hydra, check_config  # noqa: E402
-from train import build_group, register_resolvers  # noqa: E402  (the sibling entry point's config helpers)
-
-from jepa.checkpoints import describe_size, load_encoder  # noqa: E402
-from jepa.models.vit import VisionTransformer  # noqa: E402
+from jepa.checkpoints import describe_size, load_encoder
+from jepa.models.vit import VisionTransformer
+from launch.config_check import ConfigError, check_before_hydra, check_config
+from launch.train import build_group, register_resolvers  # the sibling entry point's config helpers
 
 log = logging.getLogger("jepa.probe")
 

@@ -23,10 +23,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from launch import train as train_launcher  # same resolvers and PROJECT_ROOT as the training entry point
+from launch.config_check import ConfigError, check_config
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "launch"))
-import train as train_launcher  # noqa: E402 - same resolvers and PROJECT_ROOT as the training entry point
-from config_check import ConfigError, check_config  # noqa: E402
 
 
 def sbatch_options(launcher: DictConfig) -> list[str]:

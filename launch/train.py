@@ -22,15 +22,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from config_check import ConfigError, check_before_hydra, check_config  # noqa: E402  (launch/ helpers)
-from run_dir import own_last_checkpoint, resume_path, set_wandb_ids, summary  # noqa: E402
-
-from jepa.checkpoint_io import CheckpointError  # noqa: E402
-from jepa.data.pipeline import NoReadableSamplesError  # noqa: E402
-from jepa.hardware import auto_compile, auto_precision  # noqa: E402
-from jepa.tasks.callbacks import PreemptionCheckpoint  # noqa: E402
-from jepa.tasks.guards import NonFiniteLossError  # noqa: E402
+from jepa.checkpoint_io import CheckpointError
+from jepa.data.pipeline import NoReadableSamplesError
+from jepa.hardware import auto_compile, auto_precision
+from jepa.tasks.callbacks import PreemptionCheckpoint
+from jepa.tasks.guards import NonFiniteLossError
+from launch.config_check import ConfigError, check_before_hydra, check_config
+from launch.run_dir import own_last_checkpoint, resume_path, set_wandb_ids, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))

@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from jepa.checkpoints import load_encoder, load_world_model
 from jepa.tasks.energy import collect_latents, collect_predictions, train_energy_head
@@ -45,9 +45,8 @@ def run(cfg: DictConfig) -> dict:
             "(+experiment=tworooms_ac's last.ckpt) or set prediction_coeff=0"
         )
     grid = encoder.img_size // encoder.patch_size
-    cfg.encoder.img_size = encoder.img_size
     head = instantiate(cfg.head, num_tokens=grid * grid, embed_dim=encoder.embed_dim)
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate(cfg.data, crop_size=encoder.img_size, _convert_="all")  # frames at the encoder's size
     datamodule.setup("fit")
     start = time.perf_counter()
     windows = collect_latents(encoder, datamodule.train_dataloader(), cfg.num_windows)
@@ -96,7 +95,6 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../configs", config_name="energy_head", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    OmegaConf.set_struct(cfg, False)
     try:
         run(cfg)
     except (FileNotFoundError, KeyError, ValueError) as err:  # wrong path / wrong checkpoint: user errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +14,17 @@ from hydra import compose, initialize_config_dir
 
 from jepa.checkpoints import load_energy_head, load_world_model
 from jepa.data.shards import write_shards
-from jepa.data.trajectories import TrajectoryDataModule, trajectory_sample
+from jepa.data.trajectory_shards import trajectory_sample
+from jepa.envs.recorders import TwoRoomsDataModule
 from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
 from jepa.models.vit import VisionTransformer
 from jepa.tasks.action import rollout_errors
+from launch import eval_world_model
+from launch import plan as plan_launcher
+from launch import train as train_launcher
+from launch import train_energy_head as energy_launcher
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import eval_world_model  # noqa: E402
-import plan as plan_launcher  # noqa: E402
-import train as train_launcher  # noqa: E402
-import train_energy_head as energy_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 
@@ -115,7 +114,7 @@ def test_ac_training_lowers_losses_and_keeps_encoder(tmp_path, encoder_ckpt):
     wm = load_world_model(tmp_path / "ac" / "checkpoints" / "last.ckpt")
     for k, v in wm.encoder.state_dict().items():
         assert torch.equal(v, saved[f"target_encoder.{k}"]), k
-    dm = TrajectoryDataModule(
+    dm = TwoRoomsDataModule(
         embedded_dir=str(tmp_path / "data"),
         embedded=EMBEDDED,
         split="val",

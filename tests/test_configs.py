@@ -12,10 +12,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from launch import train as train_launcher
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "configs" / "experiment").glob("*.yaml"))
-sys.path.insert(0, str(REPO / "launch"))
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 

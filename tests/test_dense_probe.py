@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
+from benchmarks import dense_probe
 from jepa.data.synthetic import boxes_mask, make_synthetic_shards, render_clip, shape_coverage, token_coverage
 from jepa.models.vit import PatchEmbed3D
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import dense_probe  # noqa: E402
 
 
 def test_token_labels_follow_the_encoders_token_order():

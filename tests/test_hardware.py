@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from jepa import hardware
+from launch import train as train_launcher
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 

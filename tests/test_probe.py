@@ -16,11 +16,10 @@ from hydra import compose, initialize_config_dir
 from jepa.checkpoints import released_state_dict
 from jepa.data.decode import encode_mp4
 from jepa.data.shards import write_shards
+from launch import probe as probe_launcher
+from launch import train as train_launcher
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import probe as probe_launcher  # noqa: E402
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from launch import config_check
+from launch import train as train_launcher
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import config_check  # noqa: E402
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 HYDRA_ENTRIES = {

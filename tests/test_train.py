@@ -14,11 +14,10 @@ from hydra import compose, initialize_config_dir
 
 from jepa.checkpoints import load_encoder
 from jepa.data.synthetic import make_synthetic_shards
+from launch import plot as plot_launcher
+from launch import train as train_launcher
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import plot as plot_launcher  # noqa: E402
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 

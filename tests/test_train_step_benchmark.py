@@ -3,14 +3,10 @@ torch's flop counter (so its MFU figures mean something)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import train_step  # noqa: E402
+from benchmarks import train_step
 
 TINY = [
     "+experiment=cpu_quick",

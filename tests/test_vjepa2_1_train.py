@@ -19,10 +19,9 @@ from jepa.masks import MaskCollator
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
 from jepa.tasks.pretrain import PretrainTask
+from launch import train as train_launcher
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "launch"))
-import train as train_launcher  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
 import test_train  # noqa: E402

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
+from benchmarks import wall_eval
 from jepa.envs.two_rooms import MAX_STEP, Layout, move
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import wall_eval  # noqa: E402
 
 
 def test_starts_in_front_of_the_wall_are_blocked_unless_at_the_door():

@@ -13,16 +13,11 @@ import pytest
 import torch
 
 from jepa.data.decode import decode_clip
-from jepa.data.trajectories import (
-    TrajectoryDataModule,
-    TrajectoryWindowDataset,
-    convert_episodes,
-    ensure_two_rooms_shards,
-    make_two_rooms_shards,
-    trajectory_sample,
-    window_actions,
-)
+from jepa.data.trajectories import TrajectoryWindowDataset, window_actions
+from jepa.data.trajectory_convert import convert_episodes
+from jepa.data.trajectory_shards import trajectory_sample
 from jepa.data.transforms import VideoTransform
+from jepa.envs.recorders import TwoRoomsDataModule, ensure_two_rooms_shards, make_two_rooms_shards
 
 REPO = Path(__file__).resolve().parents[2]
 T, SIZE = 12, 32
@@ -104,7 +99,7 @@ def test_two_rooms_datamodule(tmp_path):
     stamp = Path(paths["train"][0]).stat().st_mtime_ns
     assert ensure_two_rooms_shards(str(tmp_path), **embedded) == paths  # reused, not regenerated
     assert Path(paths["train"][0]).stat().st_mtime_ns == stamp
-    dm = TrajectoryDataModule(embedded_dir=str(tmp_path), embedded=embedded, batch_size=2, num_workers=0, crop_size=32)
+    dm = TwoRoomsDataModule(embedded_dir=str(tmp_path), embedded=embedded, batch_size=2, num_workers=0, crop_size=32)
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert batch["video"].shape == (2, 3, 8, 32, 32) and batch["actions"].shape == (2, 7, 2)

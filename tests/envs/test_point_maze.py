@@ -76,7 +76,8 @@ def test_adapter_state_and_steps(env):
 
 
 def test_random_episodes_convert_to_trajectory_windows(env, tmp_path):
-    from jepa.data.trajectories import TrajectoryWindowDataset, convert_episodes
+    from jepa.data.trajectories import TrajectoryWindowDataset
+    from jepa.data.trajectory_convert import convert_episodes
     from jepa.data.transforms import VideoTransform
     from jepa.envs.point_maze import random_episode
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from launch import submit
+from launch import train as train_launcher
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "launch"))
-import submit  # noqa: E402
-import train as train_launcher  # noqa: E402
 
 train_launcher.register_resolvers()
 
