@@ -1,8 +1,8 @@
-"""Every command in the README's bash blocks runs as written, up to where it would start real work.
+"""Every command in the bash blocks of README.md and docs/*.md runs as written, up to where it would start real work.
 
 - Hydra entry points (launch/*.py): the overrides, split as a shell splits them, compose into the entry's config, and
   those of training and probing pass the launchers' value checks (files are not required to exist yet).
-- launch/submit.py: the multi-node SLURM example runs through bash in `--dry-run`, its setup line intact.
+- launch/submit.py: each SLURM example runs through bash in `--dry-run`, its setup lines intact.
 - argparse scripts (data/, benchmarks/): the script exists and defines every option the command uses.
 """
 
@@ -33,9 +33,12 @@ HYDRA_ENTRIES = {
 CHECKED = {"train", "probe"}  # configs whose values the launcher checks before Hydra starts
 
 
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """Each command line of the README's bash blocks (continuations joined, `&&` chains split)."""
-    text = (REPO / "README.md").read_text()
+    """Each command line of the bash blocks of README.md and docs/ (continuations joined, `&&` chains split)."""
+    text = "\n".join(page.read_text() for page in PAGES)
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -82,15 +85,18 @@ def test_hydra_command_composes_and_passes_the_checks(command):
         config_check.check_config(cfg, files=False)
 
 
-def test_slurm_example_runs_as_written_in_dry_run():
-    (command,) = [c for c in COMMANDS if "launch/submit.py" in c]
+@pytest.mark.parametrize("command", [c for c in COMMANDS if "launch/submit.py" in c])
+def test_slurm_example_runs_as_written_in_dry_run(command):
     dry = command.replace("launch/submit.py", "launch/submit.py --dry-run", 1)
     dry = dry.replace("python ", f"{sys.executable} ", 1)
     proc = subprocess.run(["bash", "-c", dry], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert "source ~/venvs/jepa/bin/activate" in lines, proc.stdout
-    assert "#SBATCH --nodes=2" in lines and lines[-1].startswith("exec srun ")
+    if "source ~/venvs/jepa/bin/activate" in command:
+        assert "source ~/venvs/jepa/bin/activate" in lines, proc.stdout
+    nodes = re.search(r"launcher.nodes=(\d+)", command)
+    assert f"#SBATCH --nodes={nodes.group(1) if nodes else 1}" in lines, proc.stdout
+    assert lines[-1].startswith("exec srun "), proc.stdout
 
 
 def argparse_commands() -> list[str]:
