@@ -201,6 +201,7 @@ def load_released_vjepa2(
     predictor: VisionTransformerPredictor | None = None,
     which: str = "target",
     build_predictor: bool = False,
+    img_size: int | None = None,
 ) -> dict[str, nn.Module]:
     """Loads a released V-JEPA 2 or 2.1 checkpoint (or a fixture's `checkpoint` dict) into our modules.
 
@@ -212,6 +213,8 @@ def load_released_vjepa2(
             evals and the 2.1 hub use) or "context" (`encoder`, what the V-JEPA 2 hub uses).
         build_predictor: with `predictor=None`, build one from the weights (`infer_predictor_kwargs`: heads are
             not in the weights and are guessed as 32 wide).
+        img_size: the built encoder's nominal input side (what a world model resizes frames to); None keeps the
+            default (256, the released models').
 
     Returns:
         {"encoder": ..., "predictor": ...} (predictor only when given or built).
@@ -232,6 +235,8 @@ def load_released_vjepa2(
         overrides = {}
         if pred_sd is not None and "norms_block.0.weight" in enc_sd and "predictor_embed.weight" in pred_sd:
             overrides["num_output_levels"] = 1  # a distilled 2.1 file: its predictor takes the last level only
+        if img_size is not None:
+            overrides["img_size"] = img_size
         encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd, **overrides))
     load_state_dict_strict(encoder, enc_sd, f"{key} encoder", _source(path_or_checkpoint))
     out: dict[str, nn.Module] = {"encoder": encoder}
@@ -343,7 +348,7 @@ def load_released_ac(
         predictor: `VisionTransformerPredictorAC` to fill; None builds one from the weights' shapes and `num_heads`.
         encoder: module to fill; None infers the size from the weights.
         num_heads: predictor heads when `predictor` is None.
-        img_size: frame side when `predictor` is None (the released model: 256; its grid is 16 x 16).
+        img_size: frame side of the encoder and predictor built here (the released model: 256; its grid is 16 x 16).
 
     Returns:
         {"encoder": ..., "predictor": ...}.
@@ -356,7 +361,7 @@ def load_released_ac(
     ckpt = _load(path_or_checkpoint)
     if "predictor" not in ckpt or "action_encoder.weight" not in released_state_dict(ckpt["predictor"]):
         raise KeyError("not a V-JEPA 2-AC checkpoint: expected a 'predictor' with an 'action_encoder'")
-    encoder = load_released_vjepa2(ckpt, encoder=encoder, which="context")["encoder"]
+    encoder = load_released_vjepa2(ckpt, encoder=encoder, which="context", img_size=img_size)["encoder"]
     pred_sd = released_state_dict(ckpt["predictor"])
     if predictor is None:
         kwargs = infer_ac_predictor_kwargs(pred_sd)

@@ -36,7 +36,7 @@ def compose_config(name: str, *overrides: str):
 
 
 EMBEDDED = dict(num_train=8, num_val=4, steps=16, seed=0)
-WORLD_MODEL_STEPS = 60
+WORLD_MODEL_STEPS = 200
 TINY = [
     "+experiment=tworooms_ac",
     "model.residual=false",
@@ -255,7 +255,7 @@ def brightness_episodes(num: int, seed: int, steps: int = 16, size: int = 16):
 def test_trained_world_model_beats_its_baselines(tmp_path):
     """A tiny AC model, briefly trained, predicts the next latent better than "repeat the last latent" and than
     itself with another window's actions: it uses the actions (the evaluation of launch/eval_world_model.py)."""
-    for split, num, seed in (("train", 64, 0), ("val", 16, 1)):
+    for split, num, seed in (("train", 64, 0), ("val", 64, 1)):
         write_shards(brightness_episodes(num, seed), str(tmp_path / split / "shard-%06d.tar"), 32)
     torch.manual_seed(0)
     encoder = VisionTransformer(img_size=16, patch_size=8, num_frames=4, embed_dim=48, depth=2, num_heads=2)
@@ -284,7 +284,7 @@ def test_trained_world_model_beats_its_baselines(tmp_path):
         "data.batch_size=8",
         "data.num_workers=0",
         "horizon=1",
-        "num_windows=32",
+        "num_windows=128",
         f"output_dir={tmp_path / 'eval'}",
     )
     errors = eval_world_model.evaluate(cfg)
