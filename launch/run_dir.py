@@ -82,6 +82,8 @@ def summary(cfg: DictConfig, step: int, max_steps: int, loss: float | None, stop
         after = "run the same command again to resume (a requeued SLURM job does so by itself)"
     elif "ActionConditioned" in str(cfg.model.get("_target_", "")):
         after = f"python launch/eval_world_model.py checkpoint={ckpt}"
+    elif "JointWorldModel" in str(cfg.model.get("_target_", "")):
+        after = f"python launch/plan.py checkpoint={ckpt}"
     else:
         after = f"python launch/probe.py checkpoint={ckpt}"
     lines = [
