@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Success against training steps: one planner over the checkpoints a `tworooms_wm` run keeps (every 250 steps), on the
+# published episodes (plan.yaml: 1000-1059, random walls), two jobs at a time with one torch thread each, then the
+# table. Intermediate checkpoints are points of the one run's schedule (warm-up, cosine, faded regulariser), not
+# shorter runs.
+#
+#     bash benchmarks/planning_vs_steps.sh [RUN_DIR] [OUT_DIR] [STEPS...]   # default: outputs/tworooms_wm, MPPI
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-outputs/tworooms_wm}
+OUT=${2:-outputs/plan_vs_steps}
+shift 2 || shift $#
+STEPS=("${@:-500 1000 1500 2000}")
+read -r -a STEPS <<< "${STEPS[*]}"
+mkdir -p "$OUT"
+run() {  # run STEP: MPPI on the checkpoint of that step
+  local ckpt
+  ckpt=$(printf "%s/checkpoints/step%08d.ckpt" "$RUN" "$1")
+  python launch/plan.py threads=1 planner=mppi "checkpoint=$ckpt" "output_dir=$OUT/step$1" > "$OUT/step$1.log" 2>&1
+}
+for ((i = 0; i < ${#STEPS[@]}; i += 2)); do
+  run "${STEPS[i]}" &
+  if ((i + 1 < ${#STEPS[@]})); then run "${STEPS[i + 1]}" & fi
+  wait
+done
+for s in "${STEPS[@]}"; do
+  printf "step %5s  " "$s"
+  python -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['successes']}/{r['episodes']} ({100*r['success_rate']:.0f}%, 95% {100*r['success_interval_95'][0]:.0f}-{100*r['success_interval_95'][1]:.0f}%), final distance {r['mean_final_distance']:.1f} px\")" "$OUT/step$s/results.json"
+done
