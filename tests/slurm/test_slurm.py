@@ -200,7 +200,7 @@ def test_time_limit_without_warning_signal_requeues_and_resumes_exactly(tmp_path
         time.sleep(1)
     subprocess.run(["scancel", "--signal=INT", job_id], check=True)
     wait_state(job_id, DONE, timeout=120)
-    assert "signal SIGINT: saved" in out.read_text() and out.read_text().count("requeued SLURM job") == 1
+    assert "signal SIGINT: saved" in out.read_text() and out.read_text().count(f"requeued SLURM job {job_id}") == 1
     resumed = weights(run_dir / "checkpoints" / f"step{check:08d}.ckpt", check)
     assert "Restoring states from the checkpoint path at" in out.read_text()
 
