@@ -16,6 +16,7 @@ what a wall does to a move, so a rollout never sees a state advanced through a w
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -34,11 +35,13 @@ def _check_rollout(z: torch.Tensor, actions: torch.Tensor) -> int:
     return steps
 
 
-class MarkovPredictor(nn.Module):
-    """Base of predictors whose next latent depends on the current latent and action only: `step(z, a)`."""
+class MarkovPredictor(nn.Module, ABC):
+    """Base of predictors whose next latent depends on the current latent and action only: subclasses define
+    `step(z, a)`; teacher forcing and rollouts follow from it."""
 
-    def step(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:  # (B, *S), (B, A) -> (B, *S)
-        raise NotImplementedError
+    @abstractmethod
+    def step(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """(B, *S) latents, (B, A) actions -> (B, *S) next latents."""
 
     def teacher_forced(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """(B, T, *S), (B, T, A) -> (B, T, *S): every step at once, batched over time."""
