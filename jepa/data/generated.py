@@ -10,7 +10,6 @@ trajectories use the shard path (`jepa.data.trajectories`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -85,7 +84,3 @@ class GeneratedClipDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=2 if self.num_workers else None,
         )
-
-    def example(self) -> dict[str, Any]:
-        """One batch (k = 0), for shapes and tests."""
-        return GeneratedClips(self.source, self.batch_size, self.seed).batch(0)
