@@ -18,7 +18,8 @@ constructor kwargs of each module (`module_kwargs`), so no config system is need
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,111 +196,7 @@ def load_state_dict_strict(
     module.load_state_dict(state_dict, strict=True)
 
 
-def load_released_vjepa2(
-    path_or_checkpoint: str | Path | Mapping[str, Any],
-    encoder: VisionTransformer | None = None,
-    predictor: VisionTransformerPredictor | None = None,
-    which: str = "target",
-    build_predictor: bool = False,
-    img_size: int | None = None,
-) -> dict[str, nn.Module]:
-    """Loads a released V-JEPA 2 or 2.1 checkpoint (or a fixture's `checkpoint` dict) into our modules.
-
-    Args:
-        path_or_checkpoint: a `.pt` path or an already loaded dict.
-        encoder: module to fill; None builds one whose size and options are inferred from the weights.
-        predictor: module to fill, if wanted.
-        which: "target" (the EMA encoder: `target_encoder`, or `ema_encoder` in the distilled 2.1 files; what the
-            evals and the 2.1 hub use) or "context" (`encoder`, what the V-JEPA 2 hub uses).
-        build_predictor: with `predictor=None`, build one from the weights (`infer_predictor_kwargs`: heads are
-            not in the weights and are guessed as 32 wide).
-        img_size: the built encoder's nominal input side (what a world model resizes frames to); None keeps the
-            default (256, the released models').
-
-    Returns:
-        {"encoder": ..., "predictor": ...} (predictor only when given or built).
-    """
-    ckpt = _load(path_or_checkpoint)
-    candidates = RELEASED_ENCODER_KEYS[which]
-    key = next((k for k in candidates if k in ckpt), None)
-    if key is None:  # e.g. a V-JEPA 2-AC file holds only `encoder`
-        key = next((k for keys in RELEASED_ENCODER_KEYS.values() for k in keys if k in ckpt), None)
-    if key is None:
-        known = [k for keys in RELEASED_ENCODER_KEYS.values() for k in keys]
-        raise KeyError(
-            f"no encoder weights in {_source(path_or_checkpoint)}: expected one of {known}, found {sorted(ckpt)}"
-        )
-    enc_sd = released_state_dict(ckpt[key])
-    pred_sd = released_state_dict(ckpt["predictor"]) if "predictor" in ckpt else None
-    if encoder is None:
-        overrides = {}
-        if pred_sd is not None and "norms_block.0.weight" in enc_sd and "predictor_embed.weight" in pred_sd:
-            overrides["num_output_levels"] = 1  # a distilled 2.1 file: its predictor takes the last level only
-        if img_size is not None:
-            overrides["img_size"] = img_size
-        encoder = VisionTransformer(**infer_encoder_kwargs(enc_sd, **overrides))
-    load_state_dict_strict(encoder, enc_sd, f"{key} encoder", _source(path_or_checkpoint))
-    out: dict[str, nn.Module] = {"encoder": encoder}
-    if predictor is None and build_predictor:
-        if pred_sd is None:
-            raise KeyError("build_predictor=True but the checkpoint has no 'predictor' weights")
-        geometry = dict(patch_size=encoder.patch_size, tubelet_size=encoder.tubelet_size)
-        predictor = VisionTransformerPredictor(**infer_predictor_kwargs(pred_sd, **geometry))
-    if predictor is not None:
-        if pred_sd is None:
-            raise KeyError("a predictor was given but the checkpoint has no 'predictor' weights")
-        load_state_dict_strict(predictor, pred_sd, "predictor", _source(path_or_checkpoint))
-        out["predictor"] = predictor
-    return out
-
-
-def load_encoder(
-    path: str | Path,
-    which: str = "target",
-    encoder: VisionTransformer | None = None,
-    freeze: bool = True,
-) -> VisionTransformer:
-    """Loads a bare encoder from our Lightning checkpoint or a released V-JEPA 2 file.
-
-    Args:
-        path: `.ckpt` written by our training, or a released-layout `.pt`.
-        which: "target" (EMA encoder, default) or "context".
-        encoder: module to fill; None rebuilds the one that was trained (ours) or infers the size (released).
-        freeze: eval mode and `requires_grad_(False)`, ready for frozen feature extraction.
-    """
-    ckpt = _load(path)
-    if "state_dict" in ckpt:
-        prefix = f"{ENCODER_KEYS[which]}."
-        state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
-        enc_sd = strip_prefix({k: v for k, v in state.items() if k.startswith(prefix)}, (prefix, "_orig_mod."))
-        if not enc_sd:
-            raise KeyError(f"{path} has no '{prefix}*' weights; is it a V-JEPA pretraining checkpoint?")
-        if encoder is None:
-            kwargs = ckpt.get("module_kwargs", {}).get("encoder")
-            encoder = VisionTransformer(**(kwargs or infer_encoder_kwargs(enc_sd)))
-        load_state_dict_strict(encoder, enc_sd, f"{ENCODER_KEYS[which]} encoder", _source(ckpt))
-    else:
-        encoder = load_released_vjepa2(ckpt, encoder=encoder, which=which)["encoder"]
-    if freeze:
-        encoder.eval().requires_grad_(False)
-    return encoder
-
-
-def _load(path_or_checkpoint: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
-    """A loaded checkpoint dict as given, or the file read by `read_checkpoint` (clear errors for bad files)."""
-    if isinstance(path_or_checkpoint, Mapping):
-        return path_or_checkpoint
-    return read_checkpoint(path_or_checkpoint)
-
-
-def _source(path_or_checkpoint: str | Path | Mapping[str, Any]) -> str:
-    """How error messages name a checkpoint: its path (also of a dict read from a file), or "the checkpoint dict"."""
-    if isinstance(path_or_checkpoint, LoadedCheckpoint):
-        return path_or_checkpoint.path
-    return "the checkpoint dict" if isinstance(path_or_checkpoint, Mapping) else str(path_or_checkpoint)
-
-
-# --- V-JEPA 2-AC (action-conditioned) layout ---------------------------------------------------------------------
+# --- V-JEPA 2-AC (action-conditioned) layout ---
 
 
 def infer_ac_predictor_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -331,6 +228,230 @@ def check_ac_dims(predictor: nn.Module, state_dict: Mapping[str, torch.Tensor]) 
             )
 
 
+# --- the one loader: a checkpoint as named modules --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredModule:
+    """One module a checkpoint holds: its weights (keys relative to the module) and how to build it empty.
+
+    build: constructs the module with fresh weights, from the constructor arguments the file records (ours) or those
+        its weights imply (released files).
+    what: how error messages name it (e.g. "target_encoder encoder").
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    build: Callable[[], nn.Module]
+    what: str
+
+
+def read_modules(
+    path_or_checkpoint: str | Path | Mapping[str, Any], img_size: int | None = None, ac_num_heads: int = 16
+) -> dict[str, StoredModule]:
+    """Every module a checkpoint holds, by name, nothing built yet.
+
+    Names, whatever the layout: `encoder` (the context encoder; the frozen one of AC and probe runs), `target_encoder`
+    (the EMA encoder: ours, or the released `target_encoder` / `ema_encoder`), `predictor` (a V-JEPA 2 / 2.1
+    predictor, or the V-JEPA 2-AC one), `world_model` (a jointly trained `JEPAWorldModel`), `inverse_dynamics`,
+    `energy_head`. Our Lightning checkpoints record each module's constructor arguments (`module_kwargs`);
+    released files are read by their weights' shapes (`infer_encoder_kwargs`, `infer_predictor_kwargs`,
+    `infer_ac_predictor_kwargs`).
+
+    Args:
+        path_or_checkpoint: our `.ckpt`, a released `.pt`, the energy head's `energy_head.ckpt`, or a loaded dict.
+        img_size: released files: the nominal frame side of the modules built (None: the released 256).
+        ac_num_heads: released V-JEPA 2-AC files: the predictor's heads, which the weights do not fix.
+    """
+    ckpt = _load(path_or_checkpoint)
+    source = _source(path_or_checkpoint)
+    if "state_dict" in ckpt:
+        return _read_ours(ckpt)
+    return _read_released(ckpt, source, img_size, ac_num_heads)
+
+
+def load_modules(
+    path_or_checkpoint: str | Path | Mapping[str, Any],
+    names: Sequence[str] | None = None,
+    into: Mapping[str, nn.Module | None] | None = None,
+    freeze: bool = True,
+    **read_kwargs: Any,
+) -> dict[str, nn.Module]:
+    """The project's checkpoint loader: path -> named modules, built and loaded strictly (`read_modules` names them).
+
+    Args:
+        names: the modules wanted (default: all the file holds); a name the file lacks is an error naming what it holds.
+        into: modules to fill instead of building them (e.g. a configured encoder), by name.
+        freeze: eval mode and `requires_grad_(False)`, ready for frozen use.
+        **read_kwargs: `read_modules` options for released files (`img_size`, `ac_num_heads`).
+    """
+    stored = read_modules(path_or_checkpoint, **read_kwargs)
+    return _build(stored, names or list(stored), into or {}, freeze, _source(path_or_checkpoint))
+
+
+def _build(
+    stored: Mapping[str, StoredModule],
+    names: Sequence[str],
+    into: Mapping[str, nn.Module | None],
+    freeze: bool,
+    source: str,
+) -> dict[str, nn.Module]:
+    missing = [name for name in names if name not in stored]
+    if missing:
+        raise KeyError(f"{source} holds no {' or '.join(missing)}: it holds {sorted(stored) or 'no modules'}")
+    out = {}
+    for name in names:
+        module = into.get(name)
+        module = stored[name].build() if module is None else module
+        load_state_dict_strict(module, stored[name].state_dict, stored[name].what, source)
+        out[name] = module.eval().requires_grad_(False) if freeze else module
+    return out
+
+
+def _read_ours(ckpt: Mapping[str, Any]) -> dict[str, StoredModule]:
+    """Our Lightning checkpoints (and `energy_head.ckpt`): `module_kwargs` names each module's constructor
+    arguments, `state_dict` holds its weights under a prefix. Recorded kwargs without weights (the energy head
+    names the encoder it was trained on) build nothing."""
+    from jepa.models.ac_predictor import VisionTransformerPredictorAC
+    from jepa.models.energy_head import LatentEnergyHead
+    from jepa.models.world_model import InverseDynamics, JEPAWorldModel
+
+    # module_kwargs entry -> (constructor, {module name: (state-dict prefix, how errors name it)})
+    layout: dict[str, tuple[Callable[[Any], nn.Module], dict[str, tuple[str, str]]]] = {
+        "encoder": (
+            lambda kw: VisionTransformer(**kw),
+            {
+                "encoder": ("encoder.", "encoder encoder"),
+                "target_encoder": ("target_encoder.", "target_encoder encoder"),
+            },
+        ),
+        "predictor": (lambda kw: VisionTransformerPredictor(**kw), {"predictor": ("predictor.", "predictor")}),
+        "ac_predictor": (lambda kw: VisionTransformerPredictorAC(**kw), {"predictor": ("predictor.", "AC predictor")}),
+        "world_model": (JEPAWorldModel.from_spec, {"world_model": ("world_model.", "world model")}),
+        "inverse_dynamics": (
+            lambda kw: InverseDynamics(**kw),
+            {"inverse_dynamics": ("inverse_dynamics.", "inverse dynamics")},
+        ),
+        "energy_head": (lambda kw: LatentEnergyHead(**kw), {"energy_head": ("head.", "energy head")}),
+    }
+    state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
+    stored = {}
+    for entry, kwargs in ckpt.get("module_kwargs", {}).items():
+        if entry not in layout or (entry == "world_model" and "encoder" not in kwargs):
+            continue  # a probe head, or the AC run's world-model options (`load_world_model` reads those)
+        constructor, modules = layout[entry]
+        for name, (prefix, what) in modules.items():
+            weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if weights:
+                stored[name] = StoredModule(
+                    strip_prefix(weights, ("_orig_mod.",)), lambda c=constructor, kw=kwargs: c(kw), what
+                )
+    return stored
+
+
+def _read_released(
+    ckpt: Mapping[str, Any], source: str, img_size: int | None, ac_num_heads: int
+) -> dict[str, StoredModule]:
+    """Released V-JEPA 2 / 2.1 / 2-AC files: encoders under `encoder` and `target_encoder` (or `ema_encoder`), a
+    predictor under `predictor` (a V-JEPA 2-AC one when it has an `action_encoder`); sizes read from the weights."""
+    from jepa.models.ac_predictor import VisionTransformerPredictorAC
+
+    encoders = {}
+    for name, keys in (("encoder", ("encoder",)), ("target_encoder", RELEASED_ENCODER_KEYS["target"])):
+        key = next((k for k in keys if k in ckpt), None)
+        if key is not None:
+            encoders[name] = (key, released_state_dict(ckpt[key]))
+    if not encoders:
+        known = [k for keys in RELEASED_ENCODER_KEYS.values() for k in keys]
+        raise KeyError(f"no encoder weights in {source}: expected one of {known}, found {sorted(ckpt)}")
+    pred_sd = released_state_dict(ckpt["predictor"]) if "predictor" in ckpt else None
+    is_ac = pred_sd is not None and "action_encoder.weight" in pred_sd
+    any_encoder = next(iter(encoders.values()))[1]
+    overrides: dict[str, Any] = {}
+    if pred_sd is not None and "norms_block.0.weight" in any_encoder and "predictor_embed.weight" in pred_sd:
+        overrides["num_output_levels"] = 1  # a distilled 2.1 file: its predictor takes the last level only
+    if img_size is not None or is_ac:
+        overrides["img_size"] = img_size or 256
+    stored = {
+        name: StoredModule(
+            sd, lambda sd=sd: VisionTransformer(**infer_encoder_kwargs(sd, **overrides)), f"{key} encoder"
+        )
+        for name, (key, sd) in encoders.items()
+    }
+    if pred_sd is None:
+        return stored
+    _, _, tubelet, patch, _ = any_encoder["patch_embed.proj.weight"].shape  # (D, C, tubelet, patch, patch)
+    geometry = dict(patch_size=patch, tubelet_size=tubelet)
+    if is_ac:
+        ac_kwargs = dict(infer_ac_predictor_kwargs(pred_sd), num_heads=ac_num_heads, img_size=img_size or 256)
+        # the released AC predictor holds an `extrinsics_encoder`, unused (and not built) unless extrinsics are on
+        ac_sd = {k: v for k, v in pred_sd.items() if not k.startswith("extrinsics_encoder.")}
+        stored["predictor"] = StoredModule(
+            ac_sd, lambda: VisionTransformerPredictorAC(**ac_kwargs, **geometry), "AC predictor"
+        )
+    else:
+        stored["predictor"] = StoredModule(
+            pred_sd, lambda: VisionTransformerPredictor(**infer_predictor_kwargs(pred_sd, **geometry)), "predictor"
+        )
+    return stored
+
+
+def _load(path_or_checkpoint: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A loaded checkpoint dict as given, or the file read by `read_checkpoint` (clear errors for bad files)."""
+    if isinstance(path_or_checkpoint, Mapping):
+        return path_or_checkpoint
+    return read_checkpoint(path_or_checkpoint)
+
+
+def _source(path_or_checkpoint: str | Path | Mapping[str, Any]) -> str:
+    """How error messages name a checkpoint: its path (also of a dict read from a file), or "the checkpoint dict"."""
+    if isinstance(path_or_checkpoint, LoadedCheckpoint):
+        return path_or_checkpoint.path
+    return "the checkpoint dict" if isinstance(path_or_checkpoint, Mapping) else str(path_or_checkpoint)
+
+
+# --- views: the loaders each workflow calls --------------------------------------------------------------------
+
+
+def load_released_vjepa2(
+    path_or_checkpoint: str | Path | Mapping[str, Any],
+    encoder: VisionTransformer | None = None,
+    predictor: VisionTransformerPredictor | None = None,
+    which: str = "target",
+    build_predictor: bool = False,
+    img_size: int | None = None,
+) -> dict[str, nn.Module]:
+    """Loads a released V-JEPA 2 or 2.1 checkpoint (or a fixture's `checkpoint` dict) into our modules.
+
+    Args:
+        path_or_checkpoint: a `.pt` path or an already loaded dict.
+        encoder: module to fill; None builds one whose size and options are inferred from the weights.
+        predictor: module to fill, if wanted.
+        which: "target" (the EMA encoder: `target_encoder`, or `ema_encoder` in the distilled 2.1 files; what the
+            evals and the 2.1 hub use) or "context" (`encoder`, what the V-JEPA 2 hub uses). A file with one
+            encoder (V-JEPA 2-AC) gives that one.
+        build_predictor: with `predictor=None`, build one from the weights (`infer_predictor_kwargs`: heads are
+            not in the weights and are guessed as 32 wide).
+        img_size: the built encoder's nominal input side (what a world model resizes frames to); None keeps the
+            default (256, the released models').
+
+    Returns:
+        {"encoder": ..., "predictor": ...} (predictor only when given or built).
+    """
+    ckpt = _load(path_or_checkpoint)
+    source = _source(path_or_checkpoint)
+    stored = read_modules(ckpt, img_size=img_size)
+    name = (
+        ENCODER_KEYS[which] if ENCODER_KEYS[which] in stored else next(n for n in ENCODER_KEYS.values() if n in stored)
+    )
+    wanted = {name: encoder}
+    if predictor is not None or build_predictor:
+        if "predictor" not in stored:
+            raise KeyError(f"a predictor was asked for but {source} has no 'predictor' weights")
+        wanted["predictor"] = predictor
+    modules = _build(stored, list(wanted), wanted, False, source)
+    return {"encoder": modules[name], **({"predictor": modules["predictor"]} if "predictor" in wanted else {})}
+
+
 def load_released_ac(
     path_or_checkpoint: str | Path | Mapping[str, Any],
     predictor: nn.Module | None = None,
@@ -356,24 +477,43 @@ def load_released_ac(
     Raises:
         ValueError: the predictor's action or state width differs from the checkpoint's (named in the message).
     """
-    from jepa.models.ac_predictor import VisionTransformerPredictorAC
-
     ckpt = _load(path_or_checkpoint)
+    source = _source(path_or_checkpoint)
     if "predictor" not in ckpt or "action_encoder.weight" not in released_state_dict(ckpt["predictor"]):
         raise KeyError("not a V-JEPA 2-AC checkpoint: expected a 'predictor' with an 'action_encoder'")
-    encoder = load_released_vjepa2(ckpt, encoder=encoder, which="context", img_size=img_size)["encoder"]
-    pred_sd = released_state_dict(ckpt["predictor"])
-    if predictor is None:
-        kwargs = infer_ac_predictor_kwargs(pred_sd)
-        patch, tubelet = encoder.patch_size, encoder.tubelet_size
-        predictor = VisionTransformerPredictorAC(
-            **kwargs, num_heads=num_heads, img_size=img_size, patch_size=patch, tubelet_size=tubelet
-        )
-    check_ac_dims(predictor, pred_sd)
-    if not getattr(predictor, "use_extrinsics", False):
-        pred_sd = {k: v for k, v in pred_sd.items() if not k.startswith("extrinsics_encoder.")}
-    load_state_dict_strict(predictor, pred_sd, "AC predictor", _source(path_or_checkpoint))
-    return {"encoder": encoder, "predictor": predictor}
+    stored = dict(read_modules(ckpt, img_size=img_size, ac_num_heads=num_heads))
+    if predictor is not None:
+        check_ac_dims(predictor, stored["predictor"].state_dict)
+        if getattr(predictor, "use_extrinsics", False):
+            full = released_state_dict(ckpt["predictor"])
+            stored["predictor"] = StoredModule(full, stored["predictor"].build, "AC predictor")
+    into = {"encoder": encoder, "predictor": predictor}
+    return _build(stored, ["encoder", "predictor"], into, False, source)
+
+
+def load_encoder(
+    path: str | Path,
+    which: str = "target",
+    encoder: VisionTransformer | None = None,
+    freeze: bool = True,
+) -> VisionTransformer:
+    """Loads a bare encoder from our Lightning checkpoint or a released V-JEPA 2 file.
+
+    Args:
+        path: `.ckpt` written by our training, or a released-layout `.pt`.
+        which: "target" (EMA encoder, default) or "context".
+        encoder: module to fill; None rebuilds the one that was trained (ours) or infers the size (released).
+        freeze: eval mode and `requires_grad_(False)`, ready for frozen feature extraction.
+    """
+    ckpt = _load(path)
+    if "state_dict" not in ckpt:
+        encoder = load_released_vjepa2(ckpt, encoder=encoder, which=which)["encoder"]
+        return encoder.eval().requires_grad_(False) if freeze else encoder
+    name = ENCODER_KEYS[which]
+    stored = read_modules(ckpt)
+    if name not in stored:
+        raise KeyError(f"{path} has no '{name}.*' weights; is it a V-JEPA pretraining checkpoint?")
+    return _build(stored, [name], {name: encoder}, freeze, _source(ckpt))[name]
 
 
 def load_world_model(
@@ -389,56 +529,36 @@ def load_world_model(
         integrate_states: rollouts advance states by the actions (ours: as trained, from the checkpoint).
         **released_kwargs: `load_released_ac` arguments (`num_heads`, `img_size`) for released files.
     """
-    from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
+    from jepa.models.ac_predictor import ACWorldModel
 
     ckpt = _load(path_or_checkpoint)
-    residual = False
-    if "state_dict" in ckpt and "encoder" in ckpt.get("module_kwargs", {}).get("world_model", {}):
-        return _load_jepa_world_model(ckpt)
-    if "state_dict" in ckpt:
-        kwargs = ckpt.get("module_kwargs", {})
-        integrate_states = kwargs.get("world_model", {}).get("integrate_states", integrate_states)
-        residual = kwargs.get("world_model", {}).get("residual", False)
-        if "ac_predictor" not in kwargs:
-            raise KeyError(f"{path_or_checkpoint} is not an AC training checkpoint (no ac_predictor kwargs)")
-        state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
-        encoder = VisionTransformer(**kwargs["encoder"])
-        predictor = VisionTransformerPredictorAC(**kwargs["ac_predictor"])
-        for module, prefix in ((encoder, "encoder."), (predictor, "predictor.")):
-            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            load_state_dict_strict(module, sub, prefix[:-1], _source(path_or_checkpoint))
-    else:
+    if "state_dict" not in ckpt:
         modules = load_released_ac(ckpt, **released_kwargs)
-        encoder, predictor = modules["encoder"], modules["predictor"]
-    return ACWorldModel(encoder, predictor, integrate_states, residual).eval().requires_grad_(False)
-
-
-def _load_jepa_world_model(ckpt: Mapping[str, Any]) -> nn.Module:
-    """A jointly trained `JEPAWorldModel` (frozen, eval) from our `.ckpt` (its spec in `module_kwargs`)."""
-    from jepa.models.world_model import JEPAWorldModel
-
-    world_model = JEPAWorldModel.from_spec(ckpt["module_kwargs"]["world_model"])
-    state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
-    prefix = "world_model."
-    load_state_dict_strict(
-        world_model, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, "world model"
+        return ACWorldModel(modules["encoder"], modules["predictor"], integrate_states).eval().requires_grad_(False)
+    stored = read_modules(ckpt)
+    if "world_model" in stored:
+        return _build(stored, ["world_model"], {}, True, _source(ckpt))["world_model"]
+    recorded = ckpt.get("module_kwargs", {})
+    if "ac_predictor" not in recorded:
+        raise KeyError(f"{path_or_checkpoint} is not a world-model checkpoint (no world_model or ac_predictor kwargs)")
+    options = recorded.get("world_model", {})
+    modules = _build(stored, ["encoder", "predictor"], {}, False, _source(ckpt))
+    world_model = ACWorldModel(
+        modules["encoder"],
+        modules["predictor"],
+        options.get("integrate_states", integrate_states),
+        options.get("residual", False),
     )
     return world_model.eval().requires_grad_(False)
 
 
 def load_energy_head(path_or_checkpoint: str | Path | Mapping[str, Any]) -> nn.Module:
     """The `LatentEnergyHead` (frozen, eval) saved by `launch/train_energy_head.py` (`energy_head.ckpt`)."""
-    from jepa.models.energy_head import LatentEnergyHead
-
     ckpt = _load(path_or_checkpoint)
-    kwargs = ckpt.get("module_kwargs", {}).get("energy_head") if "state_dict" in ckpt else None
-    if kwargs is None:
+    stored = read_modules(ckpt) if "state_dict" in ckpt else {}
+    if "energy_head" not in stored:
         raise KeyError(
             f"{path_or_checkpoint} is not an energy-head checkpoint (no energy_head kwargs): train one with "
             "`python launch/train_energy_head.py checkpoint=AC_CKPT`"
         )
-    head = LatentEnergyHead(**kwargs)
-    state = strip_prefix(ckpt["state_dict"], ("_orig_mod.",))
-    head_sd = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
-    load_state_dict_strict(head, head_sd, "head", _source(path_or_checkpoint))
-    return head.eval().requires_grad_(False)
+    return _build(stored, ["energy_head"], {}, True, _source(ckpt))["energy_head"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jepa.checkpoints import load_encoder, load_released_vjepa2
+from jepa.checkpoints import load_encoder, load_modules, load_released_vjepa2
 from jepa.models.predictor import VisionTransformerPredictor
 from jepa.models.vit import VisionTransformer
 
@@ -98,3 +98,47 @@ def test_wrong_encoder_size_is_a_clear_error(vjepa2_fixture):
 def test_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_encoder(tmp_path / "nope.pt")
+
+
+def _tiny_pretraining_checkpoint() -> dict:
+    """Our Lightning layout: prefixed weights of each module plus the constructor kwargs that rebuild it."""
+    geometry = dict(img_size=16, num_frames=2, patch_size=8, tubelet_size=2)
+    encoder = VisionTransformer(embed_dim=32, depth=2, num_heads=2, **geometry)
+    predictor = VisionTransformerPredictor(embed_dim=32, predictor_embed_dim=16, depth=1, num_heads=2, **geometry)
+    target = VisionTransformer(embed_dim=32, depth=2, num_heads=2, **geometry)
+    state = {}
+    for prefix, module in (("encoder.", encoder), ("target_encoder.", target), ("predictor.", predictor)):
+        state.update({prefix + k: v for k, v in module.state_dict().items()})
+    return {"state_dict": state, "module_kwargs": {"encoder": encoder.init_kwargs, "predictor": predictor.init_kwargs}}
+
+
+def test_one_loader_gives_every_module_of_a_file_by_name(vjepa2_fixture, tmp_path):
+    ours = tmp_path / "last.ckpt"
+    ckpt = _tiny_pretraining_checkpoint()
+    torch.save(ckpt, ours)
+    modules = load_modules(ours)
+    assert set(modules) == {"encoder", "target_encoder", "predictor"}
+    for name, module in modules.items():
+        assert not module.training and not any(p.requires_grad for p in module.parameters())
+        for key, value in module.state_dict().items():
+            torch.testing.assert_close(value, ckpt["state_dict"][f"{name}.{key}"], atol=0, rtol=0)
+    # the released layout under the same names; the built target encoder reproduces the reference
+    released = load_modules(vjepa2_fixture["checkpoint"])
+    assert set(released) == {"encoder", "target_encoder", "predictor"}
+    with torch.no_grad():
+        out = released["target_encoder"](vjepa2_fixture["inputs"]["video"])
+    torch.testing.assert_close(out, vjepa2_fixture["outputs"]["encoder"], atol=ATOL, rtol=0)
+
+
+def test_one_loader_fills_given_modules_and_names_what_a_file_lacks(tmp_path):
+    path = tmp_path / "last.ckpt"
+    torch.save(_tiny_pretraining_checkpoint(), path)
+    mine = VisionTransformer(**_tiny_pretraining_checkpoint()["module_kwargs"]["encoder"])
+    assert (
+        load_modules(path, ["target_encoder"], into={"target_encoder": mine}, freeze=False)["target_encoder"] is mine
+    )
+    assert mine.training
+    with pytest.raises(
+        KeyError, match=r"last\.ckpt holds no world_model: it holds \['encoder', 'predictor', 'target_encoder'\]"
+    ):
+        load_modules(path, ["world_model"])
