@@ -15,7 +15,28 @@ import numpy as np
 from jepa.envs.two_rooms import MAX_STEP, DoorOracle, TwoRoomsEnv
 
 
-class TwoRoomsAdapter:
+class _InfoAdapter:
+    """What both adapters share: the last observation, and distance, success and the oracle's next action read from
+    the environment's last `info` (subclasses set `_obs`, `info` and `_oracle`)."""
+
+    info: dict
+    _obs: np.ndarray | None
+
+    def observation(self) -> np.ndarray:
+        return self._obs
+
+    def distance(self) -> float:
+        return float(self.info["distance"])
+
+    def success(self) -> bool:
+        return bool(self.info["success"])
+
+    def oracle_action(self) -> np.ndarray:
+        """The scripted oracle's next action, from the true state (`DoorOracle`, `MazeOracle`)."""
+        return self._oracle.act(self.info)
+
+
+class TwoRoomsAdapter(_InfoAdapter):
     """`EnvAdapter` over `TwoRoomsEnv`: the state is the agent's (x, y) position in px, as in the trajectory shards.
 
     Args:
@@ -34,9 +55,6 @@ class TwoRoomsAdapter:
     def reset(self, seed: int) -> None:
         self._obs, self.info = self.env.reset(seed=seed)
 
-    def observation(self) -> np.ndarray:
-        return self._obs
-
     def goal_image(self) -> np.ndarray:
         return self.info["goal_image"]
 
@@ -46,18 +64,8 @@ class TwoRoomsAdapter:
     def step(self, action: np.ndarray) -> None:
         self._obs, _, _, _, self.info = self.env.step(action)
 
-    def distance(self) -> float:
-        return float(self.info["distance"])
 
-    def success(self) -> bool:
-        return bool(self.info["success"])
-
-    def oracle_action(self) -> np.ndarray:
-        """The scripted oracle's next action (to the door, through it, then to the goal; true positions)."""
-        return self._oracle.act(self.info)
-
-
-class PointMazeAdapter:
+class PointMazeAdapter(_InfoAdapter):
     """`EnvAdapter` over `TopDownPointMaze` (gymnasium-robotics PointMaze from above, goal marker hidden).
 
     The state is the ball's (x, y, vx, vy) in maze units; actions are the environment's 2-D forces in [-1, 1] (not
@@ -82,9 +90,6 @@ class PointMazeAdapter:
     def reset(self, seed: int) -> None:
         self._obs, self.info = self.env.reset(seed)
 
-    def observation(self) -> np.ndarray:
-        return self._obs
-
     def goal_image(self) -> np.ndarray:
         return self.env.goal_image()
 
@@ -93,13 +98,3 @@ class PointMazeAdapter:
 
     def step(self, action: np.ndarray) -> None:
         self._obs, self.info = self.env.step(action)
-
-    def distance(self) -> float:
-        return float(self.info["distance"])
-
-    def success(self) -> bool:
-        return bool(self.info["success"])
-
-    def oracle_action(self) -> np.ndarray:
-        """The scripted oracle's next force (a breadth-first path over the maze cells, a PD controller)."""
-        return self._oracle.act(self.info)
