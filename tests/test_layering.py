@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,3 +25,15 @@ def test_models_import_without_lightning_or_hydra():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_the_contract_catches_a_planning_module_that_imports_the_data_layer(tmp_path):
+    """A copy of the package with one forbidden import added: lint-imports must fail and name it."""
+    shutil.copytree(REPO / "jepa", tmp_path / "jepa", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    (tmp_path / "jepa" / "planning" / "leak.py").write_text("import jepa.data.transforms\n")
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([exe, "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0, proc.stdout
+    assert "jepa.planning.leak -> jepa.data.transforms" in proc.stdout, proc.stdout
