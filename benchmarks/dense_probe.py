@@ -17,7 +17,9 @@
    accuracy, balanced accuracy and IoU of the "covered" class on the held-out tokens: a table, and
    `<out>/dense_probe.json`.
 
-    nice -n 10 python benchmarks/dense_probe.py --budget-minutes 7          # the numbers in BENCHMARKS.md
+    OMP_NUM_THREADS=1 python benchmarks/dense_probe.py --pretrain-steps 1800   # the numbers in BENCHMARKS.md
+    OMP_NUM_THREADS=1 python benchmarks/dense_probe.py --pretrain-steps 1800 --all-levels
+    python benchmarks/dense_probe.py --budget-minutes 6                     # the same minutes of training per arm
     python benchmarks/dense_probe.py --pretrain-steps 20 --videos 32         # a quick smoke run
     python benchmarks/dense_probe.py --v21 my_2_1_experiment --v21-override data.batch_size=16
 """
@@ -260,7 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"Hydra override for the 2.1 arm (repeatable; replaces the default {' '.join(V21_DEFAULT_OVERRIDES)})",
     )
-    parser.add_argument("--pretrain-steps", type=int, default=1000, help="steps of each arm (without a budget)")
+    parser.add_argument("--pretrain-steps", type=int, default=1800, help="steps of each arm (without a budget)")
     parser.add_argument("--budget-minutes", type=float, default=None, help="training minutes per arm instead")
     parser.add_argument("--videos", type=int, default=256, help="videos per probe split")
     parser.add_argument("--clips-per-video", type=int, default=2)
