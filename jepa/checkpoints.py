@@ -196,7 +196,7 @@ def load_state_dict_strict(
     module.load_state_dict(state_dict, strict=True)
 
 
-# --- V-JEPA 2-AC (action-conditioned) layout ---
+# --- V-JEPA 2-AC (action-conditioned) layout ------------------------------------------------------------------------
 
 
 def infer_ac_predictor_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def check_ac_dims(predictor: nn.Module, state_dict: Mapping[str, torch.Tensor]) 
             )
 
 
-# --- the one loader: a checkpoint as named modules --------------------------------------------------------------
+# --- the one loader: a checkpoint as named modules ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -295,6 +295,7 @@ def _build(
     freeze: bool,
     source: str,
 ) -> dict[str, nn.Module]:
+    """Builds (or takes from `into`) and strictly loads each named module; `source` names the file in errors."""
     missing = [name for name in names if name not in stored]
     if missing:
         raise KeyError(f"{source} holds no {' or '.join(missing)}: it holds {sorted(stored) or 'no modules'}")
@@ -409,7 +410,7 @@ def _source(path_or_checkpoint: str | Path | Mapping[str, Any]) -> str:
     return "the checkpoint dict" if isinstance(path_or_checkpoint, Mapping) else str(path_or_checkpoint)
 
 
-# --- views: the loaders each workflow calls --------------------------------------------------------------------
+# --- views: the loaders each workflow calls -------------------------------------------------------------------------
 
 
 def load_released_vjepa2(
