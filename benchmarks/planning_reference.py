@@ -30,6 +30,7 @@ from benchmarks.external import importable_checkout
 from benchmarks.train_step import git_commit
 from jepa.hardware import cpu_bf16_native
 from jepa.models.ac_predictor import ACWorldModel, VisionTransformerPredictorAC
+from jepa.planning.energy import GoalEnergy
 from jepa.planning.mpc import LatentCost
 from jepa.planning.planners import ActionBounds, CEMPlanner
 
@@ -106,7 +107,8 @@ def our_planner(action_dim: int) -> CEMPlanner:
 
 
 def plan_ours(world_model: ACWorldModel, z: torch.Tensor, goal: torch.Tensor, state: torch.Tensor, seed: int):
-    cost = LatentCost(world_model, z, goal, state)
+    # the reference's energy: mean absolute difference of the last predicted latent to the goal's
+    cost = LatentCost(world_model, GoalEnergy(p=1, reduce="final"), z, goal, state)
     return our_planner(state.size(-1)).plan(cost, generator=torch.Generator().manual_seed(seed)).actions
 
 
