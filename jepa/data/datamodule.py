@@ -152,7 +152,9 @@ class VideoDataModule(L.LightningDataModule):
         steps_per_epoch: Batches per epoch on every rank (equal on all ranks; schedules use global_step).
         seed: Base seed of all data randomness.
         pin_memory: Pin batches (only when CUDA is available).
-        persistent_workers: Keep workers between epochs (they then advance the epoch themselves).
+        persistent_workers: Keep workers between epochs (they then advance the epoch themselves). On by default:
+            re-forking workers at every epoch boundary can deadlock a worker in CPython 3.11 when the previous
+            pass's queue feeder thread is still exiting (docs/findings.md, Infrastructure).
         batch_transform: ``f(B, generator) -> dict`` run per batch in the workers, e.g. ``jepa.masks.MaskCollator``.
         datasets: A weighted mixture of datasets (`DatasetSpec`, each with its own shards, T, stride, batch size,
             crop size and batch transform, videos or images) instead of ``shards``; every batch comes from one of
@@ -184,7 +186,7 @@ class VideoDataModule(L.LightningDataModule):
         steps_per_epoch: int = 1000,
         seed: int = 0,
         pin_memory: bool = True,
-        persistent_workers: bool = False,
+        persistent_workers: bool = True,
         batch_transform: BatchTransform | None = None,
         datasets: Sequence[DatasetSpec] | None = None,
         fps: float | None = None,

@@ -308,6 +308,8 @@ class LabelledDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             drop_last=drop_last,
             pin_memory=False,
+            # forked once: re-forking for every validation pass can deadlock a worker in CPython 3.11 (docs/findings.md)
+            persistent_workers=self.num_workers > 0,
             worker_init_fn=StopSignalsIgnored(),  # a group SIGTERM/Ctrl-C is the trainer's to handle
         )
 

@@ -154,7 +154,7 @@ class TwoRoomsDataModule(TrajectoryDataModule):
         steps_per_epoch: int = 1000,
         seed: int = 0,
         pin_memory: bool = True,
-        persistent_workers: bool = False,
+        persistent_workers: bool = True,
         batch_transform: Any = None,
         raw_frames: bool = False,
     ) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 
 import lightning as L
 import pytest
@@ -120,7 +121,7 @@ def extra_keys(batch_size: int, generator: torch.Generator) -> dict:
 
 def make_datamodule(shards, **kwargs) -> VideoDataModule:
     options = {"batch_size": 3, "num_workers": 2, "frames_per_clip": 4, "crop_size": 16, "steps_per_epoch": 4}
-    return VideoDataModule(shards=shards, batch_transform=extra_keys, **{**options, **kwargs})
+    return VideoDataModule(shards=shards, **{"batch_transform": extra_keys, **options, **kwargs})
 
 
 def epoch_batches(datamodule: VideoDataModule, epoch: int | None = None) -> list[dict]:
@@ -186,6 +187,28 @@ def fit(datamodule, max_epochs: int, ckpt_path=None, save_to=None) -> RecordingT
     if save_to is not None:
         trainer.save_checkpoint(save_to)
     return task
+
+
+def worker_pid(batch_size: int, generator: torch.Generator) -> dict:
+    return {"pid": torch.full((batch_size,), os.getpid())}
+
+
+def test_workers_are_forked_once_not_at_every_epoch(shards):
+    """Re-forking at an epoch boundary can deadlock a worker in CPython 3.11 (docs/findings.md): by default the
+    workers live through every epoch, and still see each epoch's own data."""
+    pids = {}
+    for persistent in (True, False):
+        kwargs = {} if persistent else {"persistent_workers": False}
+        datamodule = make_datamodule(shards, batch_transform=worker_pid, **kwargs)
+        datamodule.setup("fit")
+        loader = datamodule.train_dataloader()
+        passes = [list(loader) for _ in range(3)]
+        datamodule.teardown("fit")
+        pids[persistent] = {int(p) for batches in passes for b in batches for p in b["pid"]}
+        if persistent:
+            keys = [[b["key"] for b in batches] for batches in passes]
+            assert keys == [[b["key"] for b in epoch_batches(make_datamodule(shards), e)] for e in range(3)]
+    assert len(pids[True]) == 2 and len(pids[False]) == 6  # two workers: forked once, or anew at each of 3 passes
 
 
 @pytest.mark.parametrize("persistent_workers", [False, True])

@@ -92,6 +92,16 @@ def job_info(job_id: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out))
 
 
+def cluster_report(job_id: str) -> str:
+    """What a stuck job looks like: its state and reason, the nodes' states, the tail of its output."""
+    info = job_info(job_id)
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T %E"], capture_output=True, text=True).stdout
+    out = Path(info.get("StdOut", ""))
+    tail = out.read_text()[-3000:] if out.is_file() else "(no output file)"
+    state = {k: info.get(k) for k in ("JobState", "Reason", "Restarts", "RunTime", "TimeLimit", "NodeList")}
+    return f"job {job_id}: {state}\nnodes:\n{nodes}output {out}:\n{tail}"
+
+
 def wait_state(job_id: str, states: set[str], timeout: float) -> dict[str, str]:
     """Polls `scontrol` (faster than `sbatch --wait`, SLURM_LOCAL.md item 6)."""
     deadline = time.monotonic() + timeout
@@ -100,20 +110,30 @@ def wait_state(job_id: str, states: set[str], timeout: float) -> dict[str, str]:
         if info.get("JobState") in states:
             return info
         time.sleep(1)
-    raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {job_info(job_id)}")
+    raise AssertionError(f"job {job_id} not in {states} after {timeout} s; {cluster_report(job_id)}")
 
 
-def wait_log(path: Path, pattern: str, count: int, timeout: float) -> str:
+def wait_log(path: Path, pattern: str, count: int, timeout: float, job_id: str | None = None) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = path.read_text() if path.exists() else ""
         if len(re.findall(pattern, text)) >= count:
             return text
         time.sleep(0.5)
-    raise AssertionError(f"{count}x {pattern!r} not in {path} after {timeout} s:\n{text[-4000:]}")
+    report = cluster_report(job_id) if job_id else ""
+    raise AssertionError(f"{count}x {pattern!r} not in {path} after {timeout} s:\n{text[-4000:]}\n{report}")
 
 
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
+
+
+@pytest.fixture(autouse=True)
+def no_job_outlives_its_test():
+    """A test that fails or times out leaves its jobs behind; cancelled here, they cannot hold the nodes the next
+    test's jobs wait for (one stuck job would otherwise fail every later test)."""
+    yield
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["scancel", f"--user={user}"], capture_output=True)
 
 
 def weights(path: Path, step: int) -> dict[str, torch.Tensor]:
@@ -171,7 +191,7 @@ def test_two_nodes_stopped_requeue_and_resume_exactly(tmp_path, shards, straight
     out = tmp_path / "stopped" / f"slurm-{job_id}.out"
     # once both ranks train: a signal before the handler exists kills a task (SLURM_LOCAL.md item 2); at once, since
     # on a fast idle machine the whole run takes a few seconds (the save lands at step >= 1 anyway)
-    wait_log(out, "preemption handler armed", 2, timeout=300)
+    wait_log(out, "preemption handler armed", 2, timeout=300, job_id=job_id)
     subprocess.run(["scancel", "--signal=USR1", job_id] if how == "USR1" else ["scancel", job_id], check=True)
     check_requeued_once(job_id, out, "SIGUSR1" if how == "USR1" else "SIGTERM")
     b = weights(tmp_path / "stopped" / "checkpoints" / "last.ckpt", STEPS)
@@ -187,7 +207,7 @@ def test_time_limit_without_warning_signal_requeues_and_resumes_exactly(tmp_path
     job_id = submit(tmp_path, "limited", shards, *endless, "launcher.time=1", "launcher.signal=null")
     run_dir = tmp_path / "limited"
     out = run_dir / f"slurm-{job_id}.out"
-    log = wait_log(out, f"job {job_id} restart 1", 1, timeout=420)  # 60 s of training, then the limit
+    log = wait_log(out, f"job {job_id} restart 1", 1, timeout=420, job_id=job_id)  # 60 s of training, then the limit
     assert "DUE TO TIME LIMIT" in log, log[-4000:]
     saved = [int(s) for s in re.findall(r"signal SIGTERM: saved \S*last\.ckpt at step (\d+)", log)]
     assert len(saved) == 2 and saved[0] == saved[1] > 0, log[-4000:]
@@ -208,7 +228,8 @@ def test_time_limit_without_warning_signal_requeues_and_resumes_exactly(tmp_path
 
     # the same run without interruption, to that step
     straight_id = submit(tmp_path, "unlimited", shards, *endless, f"trainer.max_steps={check}")
-    assert wait_state(straight_id, DONE, timeout=600)["JobState"] == "COMPLETED"
+    # a few minutes at most; the wait ends (with the cluster's state) before the test's own 600 s limit does
+    assert wait_state(straight_id, DONE, timeout=240)["JobState"] == "COMPLETED", cluster_report(straight_id)
     assert_same_weights(weights(tmp_path / "unlimited" / "checkpoints" / "last.ckpt", check), resumed)
     assert logged_steps(run_dir)[:check] == list(range(check))  # the requeue lost no row and repeated none
 
@@ -233,8 +254,8 @@ def test_submitit_sweep_job_saves_requeues_and_resumes(tmp_path, shards):
             time.sleep(0.5)
         job_id = next(sweep.glob(".submitit/*/*_submitted.pkl")).parent.name
         logs = sweep / ".submitit" / job_id
-        wait_log(logs / f"{job_id}_0_log.out", "preemption handler armed", 1, timeout=300)
-        wait_log(logs / f"{job_id}_1_log.out", "preemption handler armed", 1, timeout=60)
+        wait_log(logs / f"{job_id}_0_log.out", "preemption handler armed", 1, timeout=300, job_id=job_id)
+        wait_log(logs / f"{job_id}_1_log.out", "preemption handler armed", 1, timeout=60, job_id=job_id)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # submitit's warning signal
         info = wait_state(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
         log = (logs / f"{job_id}_0_log.out").read_text() + (logs / f"{job_id}_0_log.err").read_text()
