@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import multiprocessing
 import os
+import subprocess
+import sys
+import textwrap
 
 import lightning as L
 import pytest
@@ -209,6 +213,42 @@ def test_workers_are_forked_once_not_at_every_epoch(shards):
             keys = [[b["key"] for b in batches] for batches in passes]
             assert keys == [[b["key"] for b in epoch_batches(make_datamodule(shards), e)] for e in range(3)]
     assert len(pids[True]) == 2 and len(pids[False]) == 6  # two workers: forked once, or anew at each of 3 passes
+
+
+class FailingTask(RecordingTask):
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 2:
+            raise RuntimeError("failed on purpose")
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_fit_that_fails_leaves_no_worker_behind(shards):
+    """Workers kept across epochs must still stop when fit ends by an exception (Lightning skips the DataModule's
+    teardown then): left alive, they ignore SIGTERM and multiprocessing's exit hook waits on them forever."""
+    before = set(multiprocessing.active_children())
+    trainer = L.Trainer(max_epochs=3, logger=False, accelerator="cpu", enable_progress_bar=False)
+    with pytest.raises(RuntimeError, match="failed on purpose"):
+        trainer.fit(FailingTask(), datamodule=make_datamodule(shards))
+    left = set(multiprocessing.active_children()) - before
+    for process in left:  # so that a failure here fails this test instead of hanging the session's exit
+        process.kill()
+    assert not left, f"{len(left)} DataLoader workers outlived the failed fit"
+
+
+def test_a_script_exits_with_a_loader_still_holding_its_workers(shards):
+    """A loader iterated by hand and never shut down: the interpreter still exits (the exit hook stops its workers)."""
+    script = textwrap.dedent(
+        f"""
+        from jepa.data.datamodule import VideoDataModule
+        datamodule = VideoDataModule(shards={shards!r}, batch_size=3, num_workers=2, frames_per_clip=4, crop_size=16,
+                                     steps_per_epoch=4)
+        datamodule.setup("fit")
+        loader = datamodule.train_dataloader()
+        print(len(list(loader)), "batches", flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "4 batches" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("persistent_workers", [False, True])
