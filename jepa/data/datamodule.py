@@ -16,12 +16,9 @@ reaches the model and logs ``data/skipped`` and ``data/skipped_fraction`` (total
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import itertools
 import logging
-import multiprocessing.util  # noqa: F401  (registers its exit hook before ours: see _shut_down_live_loaders)
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -111,7 +108,6 @@ class EpochWebLoader(wds.WebLoader):
         self._requested: int | None = epoch
         self._last = epoch - 1
         self.skip = 0  # batches the next pass drops first (the already-trained part of a resumed epoch)
-        _LIVE_LOADERS.add(self)
 
     # Lightning stops a DataLoader's workers when fit ends, normally or by an exception (`CombinedLoader.reset`), by
     # reaching for `loader._iterator`; this pipeline's workers belong to its inner DataLoader, so it is exposed here.
@@ -145,19 +141,6 @@ class EpochWebLoader(wds.WebLoader):
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
         self._iterator = None
-
-
-# Persistent workers ignore SIGTERM (a SLURM group signal is the trainer's to handle), so multiprocessing's exit hook,
-# which terminates and then joins daemon children, would wait on them forever if a loader were still alive at exit
-# (a script that iterated one by hand, a fit that never reached its teardown). Registered after multiprocessing's own
-# hook (imported above), this one runs first and stops them.
-_LIVE_LOADERS: weakref.WeakSet[EpochWebLoader] = weakref.WeakSet()
-
-
-@atexit.register
-def _shut_down_live_loaders() -> None:
-    for loader in list(_LIVE_LOADERS):
-        loader.shutdown()
 
 
 class VideoDataModule(L.LightningDataModule):

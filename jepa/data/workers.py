@@ -6,10 +6,18 @@ their parent and quietly end on SIGINT, so the main process then fails with "Dat
 before it can save (PITFALLS 13). Ignoring both in the workers lets the main process save at the end of the step
 (`jepa.tasks.callbacks.PreemptionCheckpoint`) and shut its workers down as usual; a worker still exits when its
 parent dies (torch watches for that).
+
+One exit path needs help: workers still alive when the interpreter exits (a fit ended by an exception keeps its
+persistent workers; a loader iterated by hand and dropped mid-pass) would hang it, since multiprocessing's exit hook
+terminates daemon children with SIGTERM and then joins them. An exit hook here, which runs before that one, kills the
+daemon children that ignore SIGTERM.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util  # registers multiprocessing's exit hook before ours, so ours runs first (LIFO)
 import signal
 from collections.abc import Callable
 
@@ -28,3 +36,22 @@ class StopSignalsIgnored:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.then is not None:
             self.then(worker_id)
+
+
+def _ignores_sigterm(pid: int) -> bool:
+    """Whether process `pid` ignores SIGTERM (Linux: its /proc status; elsewhere assumed not)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigIgn:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    except OSError:
+        pass
+    return False
+
+
+@atexit.register
+def _kill_children_that_ignore_sigterm() -> None:
+    for child in multiprocessing.active_children():
+        if child.daemon and child.pid is not None and _ignores_sigterm(child.pid):
+            child.kill()

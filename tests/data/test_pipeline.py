@@ -236,7 +236,7 @@ def test_a_fit_that_fails_leaves_no_worker_behind(shards):
 
 
 def test_a_script_exits_with_a_loader_still_holding_its_workers(shards):
-    """A loader iterated by hand and never shut down: the interpreter still exits (the exit hook stops its workers)."""
+    """A loader iterated by hand and never shut down: the interpreter still exits (an exit hook kills workers that ignore SIGTERM)."""
     script = textwrap.dedent(
         f"""
         from jepa.data.datamodule import VideoDataModule
