@@ -9,6 +9,12 @@ render (looked up on a 0.5 px grid of renders of the episode's layout, interpola
 planner and agent settings of `configs/plan.yaml` (the same composition as `launch/plan.py`). A latent whose distance
 guides a planner to the goal scores high here; what the learned predictor then loses is the rest of the gap.
 Prints the success rate with its 95% interval and writes `results.json` next to the checkpoint's run (or --out).
+
+`--latent position` scores the agent's position itself (the red dot's centroid, in px) instead of a learned latent:
+the ceiling a perfect position encoder reaches with these planner settings, i.e. what straight-line distance gives.
+`--latent slow` scores the slowest features of a random walk in the episode's layout instead: the first
+`--slow-features` non-constant eigenvectors of the free pixels' 4-neighbour graph Laplacian, each at unit variance
+(what slow-feature analysis of random walks converges to; the wall makes them differ across it, unlike position).
 """
 
 from __future__ import annotations
@@ -31,6 +37,82 @@ from jepa.planning.evaluation import run_episodes, success_summary
 from jepa.planning.mpc import MPCAgent
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bilinear(grid: torch.Tensor, positions: np.ndarray, resolution: float) -> torch.Tensor:
+    """(G, G, *Z) values on a grid of spacing `resolution` px (x along the 2nd axis), (S, 2) positions (px) -> (S, *Z)
+    bilinearly interpolated values."""
+    scaled = np.clip(positions / resolution, 0, grid.size(0) - 1.001)
+    low = np.floor(scaled).astype(int)
+    frac = torch.from_numpy(scaled - low).float()
+    x0, y0, x1, y1 = low[:, 0], low[:, 1], low[:, 0] + 1, low[:, 1] + 1
+    fx, fy = [f.view(-1, *([1] * (grid.dim() - 2))) for f in (frac[:, 0], frac[:, 1])]
+    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+class DotPosition:
+    """A stand-in encoder that reads the agent's position from the image: the centroid of red minus blue, in px.
+
+    `encode`: (B, T, H, W, C) uint8 renders -> (B, T, 2) (x, y) positions (walls have more blue than red, the dot more
+    red than blue, so only the dot counts).
+    """
+
+    def encode(self, observations: torch.Tensor) -> torch.Tensor:
+        red = (observations[..., 0].double() - observations[..., 2].double()).clamp_min(0)
+        axis = torch.arange(red.size(-1), dtype=torch.float64)
+        mass = red.sum(dim=(-2, -1)).clamp_min(1e-9)
+        x = (red * axis).sum(dim=(-2, -1)) / mass
+        y = (red * axis[:, None]).sum(dim=(-2, -1)) / mass
+        return torch.stack([x, y], dim=-1).float()
+
+
+class SlowFeatures(DotPosition):
+    """A stand-in encoder: the Laplacian eigenmap of the current layout's free pixels at the dot's position.
+
+    `encode`: (B, T, H, W, C) uint8 renders -> (B, T, K) the K slowest non-constant eigenvectors (unit variance over
+    the free pixels) at the dot's centroid, interpolated bilinearly; wall pixels take their nearest free pixel's value.
+    """
+
+    def __init__(self, adapter: TwoRoomsAdapter, features: int, commute: bool = False) -> None:
+        self.adapter, self.features, self.commute = adapter, features, commute
+        self._maps: dict[Layout, torch.Tensor] = {}
+
+    def feature_map(self, layout: Layout) -> torch.Tensor:
+        """(SIZE, SIZE, K) features of every pixel of `layout`."""
+        if layout not in self._maps:
+            from scipy import ndimage, sparse
+            from scipy.sparse.linalg import eigsh
+
+            free = ~layout.wall_mask()
+            index = -np.ones((SIZE, SIZE), dtype=int)
+            index[free] = np.arange(free.sum())
+            rows, cols = [], []
+            for dy, dx in ((0, 1), (1, 0)):
+                a, b = index[: SIZE - dy, : SIZE - dx], index[dy:, dx:]
+                both = (a >= 0) & (b >= 0)
+                rows.append(a[both]), cols.append(b[both])
+            i, j = np.concatenate(rows), np.concatenate(cols)
+            n = int(free.sum())
+            adjacency = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+            adjacency = (adjacency + adjacency.T).tocsr()
+            laplacian = sparse.diags(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency
+            values, vectors = eigsh(laplacian, k=self.features + 1, sigma=-1e-3, which="LM")
+            order = np.argsort(values)  # the constant vector (eigenvalue 0) first, then the slowest
+            values, vectors = values[order], vectors[:, order]
+            vectors = vectors[:, 1:] / vectors[:, 1:].std(axis=0)
+            if self.commute:  # feature k / sqrt(eigenvalue k): distances are commute times (the slowest dominate)
+                vectors = vectors * (values[1] / values[1:]) ** 0.5
+            nearest = ndimage.distance_transform_edt(~free, return_distances=False, return_indices=True)
+            values = vectors[index[nearest[0], nearest[1]]]  # (SIZE, SIZE, K)
+            self._maps[layout] = torch.from_numpy(values).float()
+        return self._maps[layout]
+
+    def encode(self, observations: torch.Tensor) -> torch.Tensor:
+        positions = super().encode(observations).double().numpy()
+        grid = self.feature_map(self.adapter.env.layout)
+        return bilinear(grid, positions.reshape(-1, 2), resolution=1.0).unflatten(0, positions.shape[:-1])
 
 
 class TwoRoomsTrueDynamics:
@@ -68,14 +150,7 @@ class TwoRoomsTrueDynamics:
 
     def lookup(self, grid: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
         """(S, 2) positions (px) -> (S, *Z) bilinearly interpolated latents."""
-        scaled = np.clip(positions / self.resolution, 0, grid.size(0) - 1.001)
-        low = np.floor(scaled).astype(int)
-        frac = torch.from_numpy(scaled - low).float()
-        x0, y0, x1, y1 = low[:, 0], low[:, 1], low[:, 0] + 1, low[:, 1] + 1
-        fx, fy = [f.view(-1, *([1] * (grid.dim() - 2))) for f in (frac[:, 0], frac[:, 1])]
-        top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
-        bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
-        return top * (1 - fy) + bottom * fy
+        return bilinear(grid, positions, self.resolution)
 
     @torch.no_grad()
     def rollout(
@@ -98,18 +173,42 @@ class TwoRoomsTrueDynamics:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", default=None, help="the world model whose latent is scored")
+    parser.add_argument(
+        "--latent",
+        choices=["model", "position", "slow"],
+        default="model",
+        help="model: the checkpoint's encoder; position: the dot's position (the straight-line ceiling); slow: the "
+        "layout's slowest random-walk features (position and slow need no checkpoint)",
+    )
+    parser.add_argument("--slow-features", type=int, default=8, help="eigenvectors of --latent slow")
+    parser.add_argument(
+        "--commute",
+        action="store_true",
+        help="--latent slow: scale each by 1/sqrt(eigenvalue) (commute-time distance)",
+    )
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--first-seed", type=int, default=2000)
     parser.add_argument("--out", default=None, help="results.json path (default: <run dir>/distance_quality.json)")
     parser.add_argument("overrides", nargs="*", help="configs/plan.yaml overrides (planner, energy, agent, env)")
     args = parser.parse_args()
+    if (args.latent == "model") != (args.checkpoint is not None):
+        parser.error("pass --checkpoint with --latent model (the default), and no checkpoint with --latent position")
+    if args.latent != "model" and args.out is None:
+        parser.error(f"--latent {args.latent} has no run folder to write to: pass --out")
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("plan", overrides=[f"checkpoint={args.checkpoint}", *args.overrides])
+        checkpoint = [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
+        cfg = compose("plan", overrides=[*checkpoint, *args.overrides])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = instantiate(cfg.env)
-    model = TwoRoomsTrueDynamics(load_world_model(cfg.checkpoint), env)
+    if args.latent == "position":
+        encoder = DotPosition()
+    elif args.latent == "slow":
+        encoder = SlowFeatures(env, args.slow_features, args.commute)
+    else:
+        encoder = load_world_model(cfg.checkpoint)
+    model = TwoRoomsTrueDynamics(encoder, env)
     planner = instantiate(cfg.planner, _convert_="all")
     energy = instantiate(cfg.energy, _convert_="all")
     agent_cfg = {**OmegaConf.to_container(cfg.agent), "use_states": True}
@@ -128,6 +227,9 @@ def main() -> None:
     )
     summary = {
         "checkpoint": args.checkpoint,
+        "latent": args.latent
+        if args.latent != "slow"
+        else f"slow ({args.slow_features} features{', commute' * args.commute})",
         "overrides": args.overrides,
         **success_summary(rows),
         "per_episode": rows,

@@ -69,8 +69,9 @@ def temporal_similarity(z: torch.Tensor) -> torch.Tensor:
     return (z[:, 1:] - z[:, :-1]).square().mean()
 
 
-def trajectory_variance_hinge(z: torch.Tensor, target: float = 0.5, eps: float = 1e-4) -> torch.Tensor:
-    """mean over clips and features of relu(target - std over time) for (B, T, D) `z`.
+def trajectory_variance_hinge(z: torch.Tensor, target: float | torch.Tensor = 0.5, eps: float = 1e-4) -> torch.Tensor:
+    """mean over clips and features of relu(target - std over time) for (B, T, D) `z` (`target`: a number, or (D,)
+    one per feature).
 
     Slow-feature analysis asks for unit variance along each trajectory, where VICReg asks for it across the batch.
     Where each clip has its own scene (a new wall per clip), the batch variance is met by encoding the scene alone,

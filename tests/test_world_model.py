@@ -157,6 +157,44 @@ def test_walks_cross_the_door_and_change_layout_every_clip():
     assert len({tuple(layout) for layout in batch["layout"]}) > 100
 
 
+def test_walks_can_group_clips_by_layout():
+    grouped = TwoRoomsWalks(frames=5, clips_per_layout=4)(np.random.default_rng(0), 32)
+    layouts = grouped["layout"].reshape(8, 4, 2)
+    assert (layouts == layouts[:, :1]).all()  # each group of 4 consecutive clips shares its layout
+    assert len({tuple(group[0]) for group in layouts}) > 4  # and the groups differ
+    assert not np.allclose(grouped["states"][0, 0], grouped["states"][1, 0])  # from different starts
+    with pytest.raises(ValueError, match="does not divide the batch of 30 clips"):
+        TwoRoomsWalks(clips_per_layout=4)(np.random.default_rng(0), 30)
+
+
+def test_scene_variance_sees_a_latent_that_encodes_only_the_scene():
+    from jepa.tasks.world_model import JointWorldModelTask
+
+    objective = WorldModelObjective(scene_variance=1.0, scene_clips=4, inverse_dynamics=0.0)
+    task = JointWorldModelTask(tiny_world_model(), None, None, None, None, objective, inverse_dynamics=None)
+    torch.manual_seed(0)
+    scene = 3 * torch.randn(8, 1, 1, 16).expand(8, 4, 9, 16).reshape(32, 9, 16)  # 8 scenes, 4 clips each
+    agent = 2 * torch.randn(32, 9, 16)  # features that follow the agent within each scene
+    assert task.scene_variance(scene) == pytest.approx(1.0, abs=0.02)  # the walls alone: the hinge at its target
+    assert variance_hinge(scene.flatten(0, 1)) < 0.2  # where the batch variance is met
+    assert task.scene_variance(agent) < 0.01
+    with pytest.raises(ValueError, match="does not divide the batch of 30 clips"):
+        task.scene_variance(agent[:30])
+    # a decaying target asks the first features to spread most: features at std 0.5 meet it from feature 4 on
+    graded = JointWorldModelTask(
+        tiny_world_model(),
+        None,
+        None,
+        None,
+        None,
+        WorldModelObjective(scene_clips=4, scene_variance_decay=1.0, inverse_dynamics=0.0),
+    ).scene_variance
+    half = torch.randn(32, 9, 16)
+    half = half / half.reshape(8, 36, 16).std(dim=1).repeat_interleave(4, 0)[:, None] * 0.5
+    targets = 1.0 / torch.arange(1, 17)
+    assert graded(half) == pytest.approx(float((targets - 0.5).clamp_min(0).mean()), abs=1e-3)
+
+
 def test_generated_clips_are_reproducible_resumable_and_per_rank():
     source = TwoRoomsWalks(frames=3)
     stream = GeneratedClips(source, batch_size=2, seed=7)

@@ -138,6 +138,8 @@ class TwoRoomsWalks:
         kappa: von Mises concentration of the per-step heading change.
         speed_range: each clip's mean step length, uniform in [low, high] px.
         step_std: spread of the step length around the clip's mean (clipped to [0, 2.45] px).
+        clips_per_layout: consecutive clips of a batch that share one layout (1: a new layout per clip); the
+            objective's scene-variance term pools them (`objective.scene_clips`). Must divide the batch size.
     """
 
     def __init__(
@@ -149,7 +151,10 @@ class TwoRoomsWalks:
         kappa: float = 4.0,
         speed_range: tuple[float, float] = (0.5, MAX_STEP),
         step_std: float = 0.4,
+        clips_per_layout: int = 1,
     ) -> None:
+        if clips_per_layout < 1:
+            raise ValueError(f"clips_per_layout must be >= 1, got {clips_per_layout}")
         if frames < 2:
             raise ValueError(f"TwoRoomsWalks needs frames >= 2 (a clip holds frames - 1 actions), got {frames}")
         if not 0.0 <= door_fraction + bump_fraction <= 1.0:
@@ -157,15 +162,22 @@ class TwoRoomsWalks:
         self.frames, self.fixed_layout = frames, fixed_layout
         self.door_fraction, self.bump_fraction = door_fraction, bump_fraction
         self.kappa, self.speed_range, self.step_std = kappa, tuple(speed_range), step_std
+        self.clips_per_layout = clips_per_layout
 
     def layouts(self, rng: np.random.Generator, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(B,) wall columns and (B,) door rows."""
+        """(B,) wall columns and (B,) door rows (each layout repeated for `clips_per_layout` consecutive clips)."""
         if self.fixed_layout:
             return np.full(batch_size, FIXED_WALL_X), np.full(batch_size, FIXED_DOOR_Y)
-        return (
-            rng.integers(WALL_X_RANGE[0], WALL_X_RANGE[1] + 1, batch_size),
-            rng.integers(DOOR_Y_RANGE[0], DOOR_Y_RANGE[1] + 1, batch_size),
-        )
+        k = self.clips_per_layout
+        if batch_size % k:
+            raise ValueError(
+                f"clips_per_layout={k} does not divide the batch of {batch_size} clips: make data.batch_size a "
+                "multiple of it"
+            )
+        n = batch_size // k
+        walls = rng.integers(WALL_X_RANGE[0], WALL_X_RANGE[1] + 1, n)
+        doors = rng.integers(DOOR_Y_RANGE[0], DOOR_Y_RANGE[1] + 1, n)
+        return np.repeat(walls, k), np.repeat(doors, k)
 
     def starts(
         self, rng: np.random.Generator, wall_x: np.ndarray, door_y: np.ndarray

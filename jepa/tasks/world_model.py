@@ -9,6 +9,8 @@ LeWM):
          + variance * variance_hinge + covariance * covariance_penalty         (VICReg, over every frame of the batch)
          + time_similarity * mean ||z_t+1 - z_t||^2                          (slow latents: distance ~ path length)
          + trajectory_variance * trajectory_variance_hinge                  (features change along each clip)
+         + scene_variance * variance hinge over the frames of `scene_clips` clips sharing a scene (a layout):
+           with time similarity, slow features of each scene's random walks, which a wall keeps apart across it
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
@@ -46,6 +48,7 @@ TERMS = (
     "covariance",
     "time_similarity",
     "trajectory_variance",
+    "scene_variance",
     "inverse_dynamics",
     "sigreg",
 )
@@ -70,6 +73,10 @@ class WorldModelObjective:
     time_similarity: Weight = 12.0
     trajectory_variance: Weight = 0.0
     trajectory_variance_target: float = 0.3
+    scene_variance: Weight = 0.0
+    scene_variance_target: float = 1.0
+    scene_variance_decay: float = 0.0
+    scene_clips: int = 1
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
     sigreg_slices: int = 256
@@ -77,6 +84,8 @@ class WorldModelObjective:
     def __post_init__(self) -> None:
         if self.rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
+        if self.scene_clips < 1:
+            raise ValueError(f"scene_clips must be >= 1, got {self.scene_clips}")
         negative = {k: getattr(self, k) for k in TERMS if not callable(getattr(self, k)) and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"world-model loss weights must be >= 0, got {negative}")
@@ -189,6 +198,8 @@ class JointWorldModelTask(JEPATask):
             terms["time_similarity"] = temporal_similarity(z)
         if o.uses("trajectory_variance"):
             terms["trajectory_variance"] = trajectory_variance_hinge(v, o.trajectory_variance_target)
+        if o.uses("scene_variance"):
+            terms["scene_variance"] = self.scene_variance(v)
         if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
         if o.uses("sigreg"):
@@ -197,6 +208,26 @@ class JointWorldModelTask(JEPATask):
         with torch.no_grad():
             terms["latent_std"] = flat.std(dim=0).mean()  # falls towards 0 as the latent collapses
         return terms
+
+    def scene_variance(self, v: torch.Tensor) -> torch.Tensor:
+        """Variance hinge over every frame of each group of `objective.scene_clips` consecutive clips of (B, T, D) `v`
+        (the data source puts clips of one scene next to each other: e.g. `TwoRoomsWalks(clips_per_layout=...)`).
+
+        Feature d's target is `scene_variance_target * (d + 1) ** -scene_variance_decay`: with decay 0 every feature
+        spreads alike (slow-feature analysis: the fast features then weigh as much in a distance as the slowest);
+        with decay 1/2 the slowest features spread most, as in a commute-time embedding, where a wall between two
+        points makes them far apart.
+        """
+        B, T, D = v.shape
+        k = self.objective.scene_clips
+        if B % k:
+            raise ValueError(
+                f"objective.scene_clips={k} does not divide the batch of {B} clips: make data.batch_size a multiple "
+                "of it (and give the data source the same number of clips per scene)"
+            )
+        rank = torch.arange(1, D + 1, device=v.device, dtype=v.dtype)
+        target = self.objective.scene_variance_target * rank**-self.objective.scene_variance_decay
+        return trajectory_variance_hinge(v.reshape(B // k, k * T, D), target)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.losses(batch["frames"], batch["actions"])
