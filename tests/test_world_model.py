@@ -193,6 +193,17 @@ def test_scene_variance_sees_a_latent_that_encodes_only_the_scene():
     half = half / half.reshape(8, 36, 16).std(dim=1).repeat_interleave(4, 0)[:, None] * 0.5
     targets = 1.0 / torch.arange(1, 17)
     assert graded(half) == pytest.approx(float((targets - 0.5).clamp_min(0).mean()), abs=1e-3)
+    # exact: spreading beyond the target costs too, so only the graded spectrum itself scores 0
+    exact = JointWorldModelTask(
+        tiny_world_model(),
+        None,
+        None,
+        None,
+        None,
+        WorldModelObjective(scene_clips=4, scene_variance_decay=1.0, scene_variance_exact=True, inverse_dynamics=0.0),
+    ).scene_variance
+    assert exact(half) == pytest.approx(float((targets - 0.5).square().mean()), abs=1e-3)
+    assert exact(half / 0.5 * targets) < 1e-6 < graded(half)
 
 
 def test_generated_clips_are_reproducible_resumable_and_per_rank():

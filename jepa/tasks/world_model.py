@@ -76,6 +76,7 @@ class WorldModelObjective:
     scene_variance: Weight = 0.0
     scene_variance_target: float = 1.0
     scene_variance_decay: float = 0.0
+    scene_variance_exact: bool = False
     scene_clips: int = 1
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
@@ -210,13 +211,14 @@ class JointWorldModelTask(JEPATask):
         return terms
 
     def scene_variance(self, v: torch.Tensor) -> torch.Tensor:
-        """Variance hinge over every frame of each group of `objective.scene_clips` consecutive clips of (B, T, D) `v`
+        """Variance term over every frame of each group of `objective.scene_clips` consecutive clips of (B, T, D) `v`
         (the data source puts clips of one scene next to each other: e.g. `TwoRoomsWalks(clips_per_layout=...)`).
 
         Feature d's target is `scene_variance_target * (d + 1) ** -scene_variance_decay`: with decay 0 every feature
         spreads alike (slow-feature analysis: the fast features then weigh as much in a distance as the slowest);
         with decay 1/2 the slowest features spread most, as in a commute-time embedding, where a wall between two
-        points makes them far apart.
+        points makes them far apart. A hinge only bounds the spread from below; with `scene_variance_exact` the term is
+        the mean squared difference of each feature's spread from its target, so the spectrum is the target's.
         """
         B, T, D = v.shape
         k = self.objective.scene_clips
@@ -227,7 +229,10 @@ class JointWorldModelTask(JEPATask):
             )
         rank = torch.arange(1, D + 1, device=v.device, dtype=v.dtype)
         target = self.objective.scene_variance_target * rank**-self.objective.scene_variance_decay
-        return trajectory_variance_hinge(v.reshape(B // k, k * T, D), target)
+        grouped = v.reshape(B // k, k * T, D)
+        if self.objective.scene_variance_exact:
+            return (torch.sqrt(grouped.var(dim=1) + 1e-4) - target).square().mean()
+        return trajectory_variance_hinge(grouped, target)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.losses(batch["frames"], batch["actions"])
