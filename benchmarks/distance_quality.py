@@ -14,7 +14,8 @@ Prints the success rate with its 95% interval and writes `results.json` next to 
 the ceiling a perfect position encoder reaches with these planner settings, i.e. what straight-line distance gives.
 `--latent slow` scores the slowest features of a random walk in the episode's layout instead: the first
 `--slow-features` non-constant eigenvectors of the free pixels' 4-neighbour graph Laplacian, each at unit variance
-(what slow-feature analysis of random walks converges to; the wall makes them differ across it, unlike position).
+(what slow-feature analysis of random walks converges to; the wall makes them differ across it, unlike position), or
+with `--commute` each scaled by 1/sqrt(its eigenvalue) (a commute-time embedding: the room feature dominates).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class SlowFeatures(DotPosition):
             if self.commute:  # feature k / sqrt(eigenvalue k): distances are commute times (the slowest dominate)
                 vectors = vectors * (values[1] / values[1:]) ** 0.5
             nearest = ndimage.distance_transform_edt(~free, return_distances=False, return_indices=True)
-            values = vectors[index[nearest[0], nearest[1]]]  # (SIZE, SIZE, K)
-            self._maps[layout] = torch.from_numpy(values).float()
+            features = vectors[index[nearest[0], nearest[1]]]  # (SIZE, SIZE, K)
+            self._maps[layout] = torch.from_numpy(features).float()
         return self._maps[layout]
 
     def encode(self, observations: torch.Tensor) -> torch.Tensor:
@@ -193,7 +194,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="configs/plan.yaml overrides (planner, energy, agent, env)")
     args = parser.parse_args()
     if (args.latent == "model") != (args.checkpoint is not None):
-        parser.error("pass --checkpoint with --latent model (the default), and no checkpoint with --latent position")
+        parser.error(
+            "pass --checkpoint with --latent model (the default), and no checkpoint with --latent position or slow"
+        )
     if args.latent != "model" and args.out is None:
         parser.error(f"--latent {args.latent} has no run folder to write to: pass --out")
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
