@@ -1,6 +1,6 @@
 """Loss functions (pure, shape-documented): V-JEPA 2's masked L1, V-JEPA 2.1's dense loss, the regularisers of
-jointly trained world models (variance, covariance, time similarity, trajectory variance, SIGReg), and the
-slow-feature loss of the planning-energy head.
+jointly trained world models (variance, covariance, time similarity, trajectory variance, temporal contrast,
+SIGReg), and the slow-feature loss of the planning-energy head.
 
 V-JEPA 2.1 (vjepa2 `app/vjepa_2_1/train.py`) adds to the masked-token L1 a loss on the visible (context) tokens:
 
@@ -80,6 +80,38 @@ def trajectory_variance_hinge(z: torch.Tensor, target: float | torch.Tensor = 0.
     """
     std = torch.sqrt(z.var(dim=1) + eps)  # (B, D)
     return F.relu(target - std).mean()
+
+
+def temporal_contrastive(
+    z: torch.Tensor, offsets: tuple[int, ...] = (1, 2, 4, 8), temperature: float = 0.1, groups: int = 1
+) -> torch.Tensor:
+    """InfoNCE over time with a distance critic: from each frame z[b, t] of (B, T, D) `z`, the frame `offset` steps
+    later in the same clip must be nearer (mean squared difference, over `temperature`) than every other frame of
+    the clip's group (`groups` consecutive clips sharing a scene; the anchor itself left out). Averaged over anchors
+    and `offsets`.
+
+    Its optimum makes -distance a log density ratio of reaching one frame from another in `offset` steps (contrastive
+    RL, HILP): latent distances grow with the time a random walk needs between two states, so a wall between them,
+    which the walk must go around, makes them far apart. Time similarity only shrinks each step.
+    """
+    B, T, D = z.shape
+    if B % groups:
+        raise ValueError(f"temporal_contrastive: {groups} clips per group do not divide the batch of {B} clips")
+    if not offsets or min(offsets) < 1 or max(offsets) >= T:
+        raise ValueError(f"temporal_contrastive offsets must lie in 1..{T - 1} (clips of {T} frames), got {offsets}")
+    frames = z.reshape(B // groups, groups * T, D)  # every frame of a group, clip by clip
+    norms = frames.square().sum(dim=-1)
+    squared = norms[:, :, None] + norms[:, None, :] - 2 * frames @ frames.transpose(1, 2)  # no sqrt: no NaN at 0
+    logits = -squared / (D * temperature)  # (G, groups*T, groups*T)
+    eye = torch.eye(groups * T, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    index = torch.arange(groups * T, device=z.device).view(groups, T)
+    losses = []
+    for offset in offsets:
+        anchors, positives = index[:, :-offset].reshape(-1), index[:, offset:].reshape(-1)
+        chosen = logits[:, anchors]  # (G, A, groups*T)
+        losses.append(F.cross_entropy(chosen.flatten(0, 1), positives.repeat(len(frames))))
+    return torch.stack(losses).mean()
 
 
 def epps_pulley(x: torch.Tensor, t_max: float = 3.0, points: int = 17) -> torch.Tensor:

@@ -13,6 +13,7 @@ from jepa.envs.two_rooms import Layout, render, render_batch
 from jepa.losses import (
     covariance_penalty,
     sigreg,
+    temporal_contrastive,
     temporal_similarity,
     trajectory_variance_hinge,
     variance_hinge,
@@ -155,6 +156,28 @@ def test_walks_cross_the_door_and_change_layout_every_clip():
     crossing = (rooms.any(1) & ~rooms.all(1)).mean()
     assert 0.15 < crossing < 0.6  # eb_jepa: about a third through the door
     assert len({tuple(layout) for layout in batch["layout"]}) > 100
+
+
+def test_temporal_contrastive_ranks_frames_by_time_apart():
+    # a latent that ignores the agent: every candidate is as near as the positive, the loss is log(candidates)
+    scene_only = torch.randn(4, 1, 8).expand(4, 17, 8)
+    assert temporal_contrastive(scene_only, offsets=(1,)) == pytest.approx(float(np.log(16)), abs=1e-4)
+    shared = torch.randn(2, 1, 1, 8).expand(2, 2, 17, 8).reshape(4, 17, 8)  # pairs of clips in one scene
+    assert temporal_contrastive(shared, offsets=(1, 4), groups=2) == pytest.approx(float(np.log(33)), abs=1e-4)
+    assert temporal_contrastive(scene_only, offsets=(1,), groups=2) == pytest.approx(float(np.log(16)), abs=1e-3)
+    # frames on a line in time order: the frame one step on (or back) is the nearest, so the loss falls far below it
+    time = torch.arange(17.0)[None, :, None]
+    line = (time * torch.ones(4, 1, 8)).requires_grad_()
+    loss = temporal_contrastive(line, offsets=(1,), temperature=0.1)
+    assert loss < np.log(2) + 1e-3 < np.log(16)  # at most a tie with the frame one step back
+    loss.backward()
+    assert torch.isfinite(line.grad).all()
+    shuffled = line.detach()[:, torch.randperm(17, generator=torch.Generator().manual_seed(0))]
+    assert temporal_contrastive(shuffled, offsets=(1,)) > loss + 1.0
+    with pytest.raises(ValueError, match="offsets must lie in 1..16"):
+        temporal_contrastive(line, offsets=(17,))
+    with pytest.raises(ValueError, match="3 clips per group do not divide the batch of 4"):
+        temporal_contrastive(line, groups=3)
 
 
 def test_walks_can_group_clips_by_layout():

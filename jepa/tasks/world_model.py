@@ -11,6 +11,8 @@ LeWM):
          + trajectory_variance * trajectory_variance_hinge                  (features change along each clip)
          + scene_variance * variance hinge over the frames of `scene_clips` clips sharing a scene (a layout):
            with time similarity, slow features of each scene's random walks, which a wall keeps apart across it
+         + temporal_contrastive * InfoNCE: the frame `offset` steps later is the nearest of its scene's frames
+           (latent distance grows with the time a walk needs between two states: a wall between them adds to it)
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
@@ -33,6 +35,7 @@ from jepa.checkpoints import load_encoder
 from jepa.losses import (
     covariance_penalty,
     sigreg,
+    temporal_contrastive,
     temporal_similarity,
     trajectory_variance_hinge,
     variance_hinge,
@@ -49,6 +52,7 @@ TERMS = (
     "time_similarity",
     "trajectory_variance",
     "scene_variance",
+    "temporal_contrastive",
     "inverse_dynamics",
     "sigreg",
 )
@@ -78,6 +82,9 @@ class WorldModelObjective:
     scene_variance_decay: float = 0.0
     scene_variance_exact: bool = False
     scene_clips: int = 1
+    temporal_contrastive: Weight = 0.0
+    temporal_contrastive_offsets: tuple[int, ...] = (1, 2, 4, 8)
+    temporal_contrastive_temperature: float = 0.1
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
     sigreg_slices: int = 256
@@ -87,6 +94,11 @@ class WorldModelObjective:
             raise ValueError(f"rollout_steps must be >= 1, got {self.rollout_steps}")
         if self.scene_clips < 1:
             raise ValueError(f"scene_clips must be >= 1, got {self.scene_clips}")
+        if self.temporal_contrastive_temperature <= 0:
+            raise ValueError(
+                f"temporal_contrastive_temperature must be > 0, got {self.temporal_contrastive_temperature}"
+            )
+        object.__setattr__(self, "temporal_contrastive_offsets", tuple(self.temporal_contrastive_offsets))
         negative = {k: getattr(self, k) for k in TERMS if not callable(getattr(self, k)) and getattr(self, k) < 0}
         if negative:
             raise ValueError(f"world-model loss weights must be >= 0, got {negative}")
@@ -201,6 +213,10 @@ class JointWorldModelTask(JEPATask):
             terms["trajectory_variance"] = trajectory_variance_hinge(v, o.trajectory_variance_target)
         if o.uses("scene_variance"):
             terms["scene_variance"] = self.scene_variance(v)
+        if o.uses("temporal_contrastive"):
+            terms["temporal_contrastive"] = temporal_contrastive(
+                v, o.temporal_contrastive_offsets, o.temporal_contrastive_temperature, o.scene_clips
+            )
         if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
         if o.uses("sigreg"):
