@@ -1,5 +1,5 @@
 """benchmarks/distance_quality.py's stand-in encoders: the dot's position read back from renders, and slow features
-that tell the two rooms apart (the reference latents of BENCHMARKS.md)."""
+that tell the two rooms apart (the reference latents of BENCHMARKS.md); latent_geometry.py's path lengths and scores."""
 
 from __future__ import annotations
 
@@ -32,3 +32,21 @@ def test_slow_features_separate_the_rooms_and_commute_scaling_weighs_that_most()
     assert (room[:2] * room[2:].mean() < 0).all() and (room[2:] * room[:2].mean() < 0).all()  # opposite signs
     scale = SlowFeatures(env, features=4, commute=True).feature_map(layout).flatten(0, 1).std(dim=0)
     assert scale[0] == scale.max() and scale[1] < 0.6 * scale[0]  # the room feature dominates the distance
+
+
+def test_latent_geometry_tells_a_path_distance_from_a_straight_line():
+    from benchmarks.latent_geometry import free_pixels, layout_geometry, path_lengths
+
+    layout = Layout(30, 20)
+    pixels = free_pixels(layout)
+    index = {tuple(p): i for i, p in enumerate(pixels)}
+    lengths = path_lengths(layout, np.array([index[(20, 50)]]))[0]
+    assert lengths[index[(21, 50)]] == 1.0 and lengths[index[(21, 51)]] == np.sqrt(2)
+    # across the wall, far from the door (rows 16-24), the path goes round through it: much longer than 20 px
+    assert lengths[index[(40, 50)]] > 20 + 15
+    env = SimpleNamespace(env=SimpleNamespace(layout=layout))
+    position = layout_geometry(DotPosition(), layout, 16, np.random.default_rng(0))
+    commute = layout_geometry(SlowFeatures(env, 16, commute=True), layout, 16, np.random.default_rng(0))
+    assert position["euclidean_spearman"] > 0.99  # the position's distance is the straight line
+    assert commute["cross_room_spearman"] > position["cross_room_spearman"] + 0.2  # and the commute time's the path
+    assert commute["room_pc_corr"] > 0.9
