@@ -91,14 +91,21 @@ def temporal_contrastive(
     and `offsets`.
 
     Its optimum makes -distance a log density ratio of reaching one frame from another in `offset` steps (contrastive
-    RL, HILP): latent distances grow with the time a random walk needs between two states, so a wall between them,
-    which the walk must go around, makes them far apart. Time similarity only shrinks each step.
+    RL): latent distances grow with the time a random walk needs between two states, but only within the reach of
+    the largest offset; states farther apart (across a wall that a short walk seldom crosses) are all "unreachable"
+    alike. On Two Rooms it ordered each room better and the other room no better (docs/findings.md).
     """
     B, T, D = z.shape
     if B % groups:
-        raise ValueError(f"temporal_contrastive: {groups} clips per group do not divide the batch of {B} clips")
+        raise ValueError(
+            f"temporal_contrastive: {groups} clips per group do not divide the batch of {B} clips: make data.batch_size "
+            "a multiple of objective.scene_clips"
+        )
     if not offsets or min(offsets) < 1 or max(offsets) >= T:
-        raise ValueError(f"temporal_contrastive offsets must lie in 1..{T - 1} (clips of {T} frames), got {offsets}")
+        raise ValueError(
+            f"temporal_contrastive offsets must lie in 1..{T - 1} for clips of {T} frames, got {offsets}: change "
+            "model.objective.temporal_contrastive_offsets or data.source.frames"
+        )
     frames = z.reshape(B // groups, groups * T, D)  # every frame of a group, clip by clip
     norms = frames.square().sum(dim=-1)
     squared = norms[:, :, None] + norms[:, None, :] - 2 * frames @ frames.transpose(1, 2)  # no sqrt: no NaN at 0

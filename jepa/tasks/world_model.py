@@ -12,7 +12,7 @@ LeWM):
          + scene_variance * variance hinge over the frames of `scene_clips` clips sharing a scene (a layout):
            with time similarity, slow features of each scene's random walks, which a wall keeps apart across it
          + temporal_contrastive * InfoNCE: the frame `offset` steps later is the nearest of its scene's frames
-           (latent distance grows with the time a walk needs between two states: a wall between them adds to it)
+           (latent distance grows with the time a walk needs between two states, within the offsets' reach)
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
