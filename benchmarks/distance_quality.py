@@ -53,6 +53,26 @@ def bilinear(grid: torch.Tensor, positions: np.ndarray, resolution: float) -> to
     return top * (1 - fy) + bottom * fy
 
 
+def free_pixel_graph(layout: Layout, diagonal: bool = False):
+    """The free pixels of `layout` as a graph: (SIZE, SIZE) index of each free pixel (-1 on walls, row-major order)
+    and the (N, N) sparse matrix of edge lengths between neighbours (right and down; with `diagonal` also the two
+    diagonals, length sqrt 2), each edge stored once."""
+    from scipy import sparse
+
+    free = ~layout.wall_mask()
+    index = -np.ones((SIZE, SIZE), dtype=int)
+    index[free] = np.arange(free.sum())
+    rows, cols, lengths = [], [], []
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1))[: 4 if diagonal else 2]:
+        a = index[: SIZE - dy, max(0, -dx) : SIZE - max(0, dx)]
+        b = index[dy:, max(0, dx) : SIZE - max(0, -dx)]
+        both = (a >= 0) & (b >= 0)
+        rows.append(a[both]), cols.append(b[both]), lengths.append(np.full(both.sum(), np.hypot(dx, dy)))
+    n = int(free.sum())
+    edges = (np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols)))
+    return index, sparse.coo_matrix(edges, shape=(n, n)).tocsr()
+
+
 class DotPosition:
     """A stand-in encoder that reads the agent's position from the image: the centroid of red minus blue, in px.
 
@@ -87,16 +107,8 @@ class SlowFeatures(DotPosition):
             from scipy.sparse.linalg import eigsh
 
             free = ~layout.wall_mask()
-            index = -np.ones((SIZE, SIZE), dtype=int)
-            index[free] = np.arange(free.sum())
-            rows, cols = [], []
-            for dy, dx in ((0, 1), (1, 0)):
-                a, b = index[: SIZE - dy, : SIZE - dx], index[dy:, dx:]
-                both = (a >= 0) & (b >= 0)
-                rows.append(a[both]), cols.append(b[both])
-            i, j = np.concatenate(rows), np.concatenate(cols)
-            n = int(free.sum())
-            adjacency = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+            index, adjacency = free_pixel_graph(layout)
+            adjacency = (adjacency > 0).astype(float)  # 4 neighbours, unit weights
             adjacency = (adjacency + adjacency.T).tocsr()
             laplacian = sparse.diags(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency
             values, vectors = eigsh(laplacian, k=self.features + 1, sigma=-1e-3, which="LM")

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from scipy.stats import rankdata
 
-from benchmarks.distance_quality import DotPosition, SlowFeatures
+from benchmarks.distance_quality import DotPosition, SlowFeatures, free_pixel_graph
 from jepa.checkpoints import load_world_model
 from jepa.envs.adapters import TwoRoomsAdapter
-from jepa.envs.two_rooms import SIZE, Layout, render_batch
+from jepa.envs.two_rooms import Layout, render_batch
 
 
 def free_pixels(layout: Layout) -> np.ndarray:
@@ -46,18 +45,8 @@ def free_pixels(layout: Layout) -> np.ndarray:
 def path_lengths(layout: Layout, sources: np.ndarray) -> np.ndarray:
     """(S, N) shortest-path lengths (px, 8-neighbour moves of length 1 or sqrt 2 between free pixels) from the free
     pixels indexed by `sources` to every free pixel (in `free_pixels` order)."""
-    free = ~layout.wall_mask()
-    index = -np.ones((SIZE, SIZE), dtype=int)
-    index[free] = np.arange(free.sum())
-    rows, cols, lengths = [], [], []
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        a = index[max(0, -dy) : SIZE - max(0, dy), max(0, -dx) : SIZE - max(0, dx)]
-        b = index[max(0, dy) : SIZE - max(0, -dy), max(0, dx) : SIZE - max(0, -dx)]
-        both = (a >= 0) & (b >= 0)
-        rows.append(a[both]), cols.append(b[both]), lengths.append(np.full(both.sum(), np.hypot(dx, dy)))
-    n = int(free.sum())
-    graph = sparse.coo_matrix((np.concatenate(lengths), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    return dijkstra(graph.tocsr(), directed=False, indices=sources)
+    _, graph = free_pixel_graph(layout, diagonal=True)
+    return dijkstra(graph, directed=False, indices=sources)
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
