@@ -184,8 +184,8 @@ class TwoRoomsTrueDynamics:
         return torch.stack(reached, dim=1).to(latents.device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_latent_arguments(parser: argparse.ArgumentParser) -> None:
+    """The latent-choosing flags that this script and `latent_geometry.py` share."""
     parser.add_argument("--checkpoint", default=None, help="the world model whose latent is scored")
     parser.add_argument(
         "--latent",
@@ -200,29 +200,41 @@ def main() -> None:
         action="store_true",
         help="--latent slow: scale each by 1/sqrt(eigenvalue) (commute-time distance)",
     )
+
+
+def check_latent_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A checkpoint goes with `--latent model` only, and a stand-in latent needs `--out` (it has no run folder)."""
+    if (args.latent == "model") != (args.checkpoint is not None):
+        parser.error("pass --checkpoint with --latent model (the default), and none with --latent position or slow")
+    if args.latent != "model" and args.out is None:
+        parser.error(f"--latent {args.latent} has no run folder to write to: pass --out")
+
+
+def latent_encoder(args: argparse.Namespace, env: TwoRoomsAdapter, checkpoint: str | None):
+    """The encoder that `add_latent_arguments`' flags name: a stand-in, or the checkpoint's world model (frozen, eval)."""
+    if args.latent == "position":
+        return DotPosition()
+    if args.latent == "slow":
+        return SlowFeatures(env, args.slow_features, args.commute)
+    return load_world_model(checkpoint)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_latent_arguments(parser)
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--first-seed", type=int, default=2000)
     parser.add_argument("--out", default=None, help="results.json path (default: <run dir>/distance_quality.json)")
     parser.add_argument("overrides", nargs="*", help="configs/plan.yaml overrides (planner, energy, agent, env)")
     args = parser.parse_args()
-    if (args.latent == "model") != (args.checkpoint is not None):
-        parser.error(
-            "pass --checkpoint with --latent model (the default), and no checkpoint with --latent position or slow"
-        )
-    if args.latent != "model" and args.out is None:
-        parser.error(f"--latent {args.latent} has no run folder to write to: pass --out")
+    check_latent_arguments(parser, args)
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         checkpoint = [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
         cfg = compose("plan", overrides=[*checkpoint, *args.overrides])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = instantiate(cfg.env)
-    if args.latent == "position":
-        encoder = DotPosition()
-    elif args.latent == "slow":
-        encoder = SlowFeatures(env, args.slow_features, args.commute)
-    else:
-        encoder = load_world_model(cfg.checkpoint)
+    encoder = latent_encoder(args, env, cfg.checkpoint)
     model = TwoRoomsTrueDynamics(encoder, env)
     planner = instantiate(cfg.planner, _convert_="all")
     energy = instantiate(cfg.energy, _convert_="all")

@@ -30,8 +30,7 @@ import torch
 from scipy.sparse.csgraph import dijkstra
 from scipy.stats import rankdata
 
-from benchmarks.distance_quality import DotPosition, SlowFeatures, free_pixel_graph
-from jepa.checkpoints import load_world_model
+from benchmarks.distance_quality import add_latent_arguments, check_latent_arguments, free_pixel_graph, latent_encoder
 from jepa.envs.adapters import TwoRoomsAdapter
 from jepa.envs.two_rooms import Layout, render_batch
 
@@ -90,29 +89,18 @@ def layout_geometry(encoder, layout: Layout, sources: int, rng: np.random.Genera
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="the world model whose latent is measured")
-    parser.add_argument("--latent", choices=["model", "position", "slow"], default="model")
-    parser.add_argument("--slow-features", type=int, default=8)
-    parser.add_argument("--commute", action="store_true")
+    add_latent_arguments(parser)
     parser.add_argument("--layouts", type=int, default=40, help="episode seeds first-seed.. whose layouts are used")
     parser.add_argument("--first-seed", type=int, default=2000)
     parser.add_argument("--sources", type=int, default=64, help="goal pixels per layout")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default=None, help="json path (default: <run dir>/latent_geometry.json)")
     args = parser.parse_args()
-    if (args.latent == "model") != (args.checkpoint is not None):
-        parser.error("pass --checkpoint with --latent model (the default), and none with --latent position or slow")
-    if args.latent != "model" and args.out is None:
-        parser.error(f"--latent {args.latent} has no run folder to write to: pass --out")
+    check_latent_arguments(parser, args)
     if args.threads:
         torch.set_num_threads(args.threads)
     env = TwoRoomsAdapter()
-    if args.latent == "position":
-        encoder = DotPosition()
-    elif args.latent == "slow":
-        encoder = SlowFeatures(env, args.slow_features, args.commute)
-    else:
-        encoder = load_world_model(args.checkpoint).eval()
+    encoder = latent_encoder(args, env, args.checkpoint)
     rng = np.random.default_rng(0)
     per_layout = []
     for seed in range(args.first_seed, args.first_seed + args.layouts):

@@ -121,6 +121,40 @@ def temporal_contrastive(
     return torch.stack(losses).mean()
 
 
+def pair_spread(z: torch.Tensor, groups: int = 1, margin: float = 40.0) -> torch.Tensor:
+    """Mean over every pair of frames within each group of `groups` consecutive clips of (B, T, D) `z` (clips sharing
+    a scene) of softplus(margin - ||z_i - z_j||): pushes a scene's frames apart, each pair until about `margin`.
+
+    With `step_excess` bounding the distance one step may cover, this is quasimetric RL's objective (Wang et al.
+    2023, QRL): the largest distances whose every step is at most the bound are shortest-path lengths, so two states
+    a wall separates are pushed as far apart as the walk round it allows, beyond any clip's reach. Spreading distances
+    rather than squared distances (a variance) is what makes it a path length: maximising a variance under a
+    quadratic step penalty gives the slowest features (a Laplacian eigenmap), which a wall bends but does not cut.
+    """
+    B, T, D = z.shape
+    if B % groups:
+        raise ValueError(
+            f"pair_spread: {groups} clips per group do not divide the batch of {B} clips: make data.batch_size a "
+            "multiple of objective.scene_clips"
+        )
+    frames = z.reshape(B // groups, groups * T, D)
+    n = groups * T
+    norms = frames.square().sum(dim=-1)
+    squared = norms[:, :, None] + norms[:, None, :] - 2 * frames @ frames.transpose(1, 2)  # (G, n, n), no (n, n, D)
+    distance = torch.sqrt(squared.clamp_min(0) + 1e-6)  # the eps: a finite gradient at zero distance
+    pairs = ~torch.eye(n, dtype=torch.bool, device=z.device)
+    return F.softplus(margin - distance[:, pairs]).mean()
+
+
+def step_excess(z: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
+    """Mean over consecutive frames of (B, T, D) `z` of relu(||z_t+1 - z_t|| / limit - 1)^2: zero while no step of a
+    clip moves the latent farther than `limit` (the unit of `pair_spread`'s path lengths), quadratic beyond."""
+    if limit <= 0:
+        raise ValueError(f"step_excess: the step limit must be > 0, got {limit}")
+    step = torch.sqrt((z[:, 1:] - z[:, :-1]).square().sum(dim=-1) + 1e-6)
+    return F.relu(step / limit - 1).square().mean()
+
+
 def epps_pulley(x: torch.Tensor, t_max: float = 3.0, points: int = 17) -> torch.Tensor:
     """Epps-Pulley statistic of each column of (N, M) `x` against N(0, 1): the integral over t in [-t_max, t_max] of
     exp(-t^2 / 2) |mean exp(i t x) - exp(-t^2 / 2)|^2 (trapezoid rule), (M,)."""

@@ -12,7 +12,9 @@ from jepa.envs.random_walk import TwoRoomsWalks
 from jepa.envs.two_rooms import Layout, render, render_batch
 from jepa.losses import (
     covariance_penalty,
+    pair_spread,
     sigreg,
+    step_excess,
     temporal_contrastive,
     temporal_similarity,
     trajectory_variance_hinge,
@@ -178,6 +180,36 @@ def test_temporal_contrastive_ranks_frames_by_time_apart():
         temporal_contrastive(line, offsets=(17,))
     with pytest.raises(ValueError, match="3 clips per group do not divide the batch of 4"):
         temporal_contrastive(line, groups=3)
+
+
+def test_pair_spread_with_a_step_limit_makes_distances_path_lengths():
+    # a walk along a U: its two ends start 1.4 apart, 16 unit steps of path apart. Pushed apart with every step held
+    # to at most 1 (QRL's objective), the walk straightens and the ends end up a path length apart.
+    down = torch.stack([torch.zeros(9), torch.arange(8.0, -1.0, -1.0)], dim=1)  # x = 0, y = 8 .. 0
+    up = torch.stack([torch.ones(8), torch.arange(8.0)], dim=1)  # x = 1, y = 0 .. 7
+    z = torch.cat([torch.cat([down, up]), torch.zeros(17, 2)], dim=1)[None].requires_grad_()  # (1, 17, 4)
+    assert (z[0, 0] - z[0, -1]).norm() < 1.5
+    optimizer = torch.optim.Adam([z], lr=0.05)
+    for _ in range(600):
+        loss = pair_spread(z, margin=40.0) + 100 * step_excess(z, limit=1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    z = z.detach()
+    steps = (z[0, 1:] - z[0, :-1]).norm(dim=-1)
+    assert steps.max() < 1.05  # the limit holds
+    assert (z[0, 0] - z[0, -1]).norm() > 15.0  # the ends are the 16 steps of the path apart, not 1
+    assert step_excess(torch.arange(3.0)[None, :, None] * 2, limit=1.0) == pytest.approx(1.0, abs=1e-4)  # (2/1 - 1)^2
+    # a latent that ignores the agent: every pair at distance 0, a finite gradient that pushes the frames apart
+    still = torch.zeros(4, 17, 8, requires_grad=True)
+    spread = pair_spread(still, groups=2, margin=5.0)
+    assert spread.item() == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(5.0))), abs=1e-2)
+    spread.backward()
+    assert torch.isfinite(still.grad).all()
+    with pytest.raises(ValueError, match="3 clips per group do not divide the batch of 4"):
+        pair_spread(still, groups=3)
+    with pytest.raises(ValueError, match="step limit must be > 0"):
+        step_excess(still, limit=0.0)
 
 
 def test_walks_can_group_clips_by_layout():

@@ -13,6 +13,9 @@ LeWM):
            with time similarity, slow features of each scene's random walks, which a wall keeps apart across it
          + temporal_contrastive * InfoNCE: the frame `offset` steps later is the nearest of its scene's frames
            (latent distance grows with the time a walk needs between two states, within the offsets' reach)
+         + pair_spread * mean softplus(margin - ||z_i - z_j||) over the frames of each scene, with
+           step_excess * mean relu(||z_t+1 - z_t|| / step_limit - 1)^2: QRL's quasimetric objective, distances as
+           large as steps of at most `step_limit` allow, i.e. path lengths (round a wall, beyond a clip's reach)
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
@@ -34,7 +37,9 @@ from torch import nn
 from jepa.checkpoints import load_encoder
 from jepa.losses import (
     covariance_penalty,
+    pair_spread,
     sigreg,
+    step_excess,
     temporal_contrastive,
     temporal_similarity,
     trajectory_variance_hinge,
@@ -53,6 +58,8 @@ TERMS = (
     "trajectory_variance",
     "scene_variance",
     "temporal_contrastive",
+    "pair_spread",
+    "step_excess",
     "inverse_dynamics",
     "sigreg",
 )
@@ -85,6 +92,10 @@ class WorldModelObjective:
     temporal_contrastive: Weight = 0.0
     temporal_contrastive_offsets: tuple[int, ...] = (1, 2, 4, 8)
     temporal_contrastive_temperature: float = 0.1
+    pair_spread: Weight = 0.0
+    pair_spread_margin: float = 40.0
+    step_excess: Weight = 0.0
+    step_limit: float = 1.0
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
     sigreg_slices: int = 256
@@ -98,6 +109,8 @@ class WorldModelObjective:
             raise ValueError(
                 f"temporal_contrastive_temperature must be > 0, got {self.temporal_contrastive_temperature}"
             )
+        if self.step_limit <= 0:
+            raise ValueError(f"step_limit must be > 0, got {self.step_limit}")
         object.__setattr__(self, "temporal_contrastive_offsets", tuple(self.temporal_contrastive_offsets))
         negative = {k: getattr(self, k) for k in TERMS if not callable(getattr(self, k)) and getattr(self, k) < 0}
         if negative:
@@ -217,6 +230,10 @@ class JointWorldModelTask(JEPATask):
             terms["temporal_contrastive"] = temporal_contrastive(
                 v, o.temporal_contrastive_offsets, o.temporal_contrastive_temperature, o.scene_clips
             )
+        if o.uses("pair_spread"):
+            terms["pair_spread"] = pair_spread(v, o.scene_clips, o.pair_spread_margin)
+        if o.uses("step_excess"):
+            terms["step_excess"] = step_excess(v, o.step_limit)
         if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
         if o.uses("sigreg"):
