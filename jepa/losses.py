@@ -155,6 +155,50 @@ def step_excess(z: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
     return F.relu(step / limit - 1).square().mean()
 
 
+def temporal_distance_td(
+    z: torch.Tensor, groups: int = 1, discount: float = 0.98, expectile: float = 0.9, unit: float = 1.0
+) -> torch.Tensor:
+    """Temporal-difference learning of latent distance as the time to reach a goal (HILP, Park et al. 2024): for
+    each step s -> s' of a clip of (B, T, D) `z` and each frame g of its group (`groups` consecutive clips sharing a
+    scene), d(s, g) = ||z_s - z_g|| / `unit` is regressed on 1 + discount * d(s', g) (the target detached; with
+    g = s' the target is 1), an expectile regression of the value -d.
+
+    The fixed point is the discounted number of steps, (1 - discount^n) / (1 - discount), that the data's walks need
+    from s to g: `expectile` 0.5 gives the walk's own expected time, towards 1 the shortest path. Because the target
+    bootstraps from the next state's distance, reach compounds over steps: two states a wall separates are as far
+    apart as the way round it, although no clip goes round. Mean over steps and goals (the step's own start left out).
+    """
+    B, T, D = z.shape
+    if B % groups:
+        raise ValueError(
+            f"temporal_distance_td: {groups} clips per group do not divide the batch of {B} clips: make "
+            "data.batch_size a multiple of objective.scene_clips"
+        )
+    if not 0 < discount < 1 or not 0 < expectile < 1:
+        raise ValueError(
+            f"temporal_distance_td: discount and expectile must lie in (0, 1), got {discount}, {expectile}"
+        )
+    frames = z.reshape(B // groups, groups * T, D)  # (G, n, D)
+    clips = z.reshape(B // groups, groups, T, D)
+    starts, nexts = clips[:, :, :-1].flatten(1, 2), clips[:, :, 1:].flatten(1, 2)  # (G, m, D), m = groups * (T - 1)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        squared = a.square().sum(-1)[:, :, None] + b.square().sum(-1)[:, None, :] - 2 * a @ b.transpose(1, 2)
+        return torch.sqrt(squared.clamp_min(0) + 1e-6) / unit
+
+    d = distance(starts, frames)  # (G, m, n)
+    with torch.no_grad():
+        target = 1 + discount * distance(nexts, frames)
+        index = torch.arange(groups * T, device=z.device).view(groups, T)
+        start_index, next_index = index[:, :-1].reshape(-1), index[:, 1:].reshape(-1)
+        goal = torch.arange(groups * T, device=z.device)
+        target = torch.where(goal[None] == next_index[:, None], torch.ones_like(target), target)  # reached: 1 step
+        keep = (goal[None] != start_index[:, None]).to(z.dtype)  # d(s, s) = 0 by construction
+    residual = target - d  # > 0: d below its target
+    weight = torch.where(residual > 0, 1 - expectile, expectile)  # value -d: its upper expectile pulls d down
+    return (weight * residual.square() * keep).sum() / (keep.sum() * len(frames))
+
+
 def epps_pulley(x: torch.Tensor, t_max: float = 3.0, points: int = 17) -> torch.Tensor:
     """Epps-Pulley statistic of each column of (N, M) `x` against N(0, 1): the integral over t in [-t_max, t_max] of
     exp(-t^2 / 2) |mean exp(i t x) - exp(-t^2 / 2)|^2 (trapezoid rule), (M,)."""

@@ -16,6 +16,7 @@ from jepa.losses import (
     sigreg,
     step_excess,
     temporal_contrastive,
+    temporal_distance_td,
     temporal_similarity,
     trajectory_variance_hinge,
     variance_hinge,
@@ -210,6 +211,34 @@ def test_pair_spread_with_a_step_limit_makes_distances_path_lengths():
         pair_spread(still, groups=3)
     with pytest.raises(ValueError, match="step limit must be > 0"):
         step_excess(still, limit=0.0)
+
+
+def test_temporal_distance_td_compounds_beyond_a_clip():
+    # 17 points on a U (its ends 1.4 apart), walked by 4 clips of 9 frames, two each way: no clip joins the ends.
+    # Bootstrapped from the next state's distance, the latent distance becomes the number of steps along the U.
+    down = torch.stack([torch.zeros(9), torch.arange(8.0, -1.0, -1.0)], dim=1)  # x = 0, y = 8 .. 0
+    up = torch.stack([torch.ones(8), torch.arange(8.0)], dim=1)  # x = 1, y = 0 .. 7
+    table = torch.cat([torch.cat([down, up]), torch.zeros(17, 2)], dim=1).requires_grad_()  # (17, 4)
+    first, second = torch.arange(9), torch.arange(8, 17)
+    clips = torch.stack([first, second, first.flip(0), second.flip(0)])  # (4, 9) indices into the U
+    optimizer = torch.optim.Adam([table], lr=0.05)
+    for _ in range(1500):
+        loss = temporal_distance_td(table[clips], groups=4, discount=0.98, expectile=0.9)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    z = table.detach()
+    from_start = (z - z[0]).norm(dim=-1)
+    assert (from_start[1:] > from_start[:-1]).all()  # farther along the U is farther in the latent
+    assert from_start[-1] > 12.0  # 16 steps (discounted: 13.8), from 1.4 at the start
+    steps = (z[1:] - z[:-1]).norm(dim=-1)
+    assert 0.8 < steps.min() and steps.max() < 1.3  # one step, one unit
+    with pytest.raises(ValueError, match="3 clips per group do not divide the batch of 4"):
+        temporal_distance_td(table[clips], groups=3)
+    with pytest.raises(ValueError, match="must lie in"):
+        temporal_distance_td(table[clips], discount=1.0)
+    with pytest.raises(ValueError, match="temporal_distance_expectile must lie in"):
+        WorldModelObjective(temporal_distance_expectile=0.0)
 
 
 def test_walks_can_group_clips_by_layout():

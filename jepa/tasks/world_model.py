@@ -16,6 +16,8 @@ LeWM):
          + pair_spread * mean softplus(margin - ||z_i - z_j||) over the frames of each scene, with
            step_excess * mean relu(||z_t+1 - z_t|| / step_limit - 1)^2: QRL's quasimetric objective, distances as
            large as steps of at most `step_limit` allow, i.e. path lengths (round a wall, beyond a clip's reach)
+         + temporal_distance * expectile TD regression of ||z_s - z_g|| / step_limit on 1 + discount * the next
+           state's distance to g, every frame g of the scene (HILP): distance = steps to reach g, compounding
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
@@ -41,6 +43,7 @@ from jepa.losses import (
     sigreg,
     step_excess,
     temporal_contrastive,
+    temporal_distance_td,
     temporal_similarity,
     trajectory_variance_hinge,
     variance_hinge,
@@ -60,6 +63,7 @@ TERMS = (
     "temporal_contrastive",
     "pair_spread",
     "step_excess",
+    "temporal_distance",
     "inverse_dynamics",
     "sigreg",
 )
@@ -96,6 +100,9 @@ class WorldModelObjective:
     pair_spread_margin: float = 40.0
     step_excess: Weight = 0.0
     step_limit: float = 1.0
+    temporal_distance: Weight = 0.0
+    temporal_distance_discount: float = 0.98
+    temporal_distance_expectile: float = 0.9
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
     sigreg_slices: int = 256
@@ -111,6 +118,9 @@ class WorldModelObjective:
             )
         if self.step_limit <= 0:
             raise ValueError(f"step_limit must be > 0, got {self.step_limit}")
+        for name in ("temporal_distance_discount", "temporal_distance_expectile"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
         object.__setattr__(self, "temporal_contrastive_offsets", tuple(self.temporal_contrastive_offsets))
         negative = {k: getattr(self, k) for k in TERMS if not callable(getattr(self, k)) and getattr(self, k) < 0}
         if negative:
@@ -234,6 +244,10 @@ class JointWorldModelTask(JEPATask):
             terms["pair_spread"] = pair_spread(v, o.scene_clips, o.pair_spread_margin)
         if o.uses("step_excess"):
             terms["step_excess"] = step_excess(v, o.step_limit)
+        if o.uses("temporal_distance"):
+            terms["temporal_distance"] = temporal_distance_td(
+                v, o.scene_clips, o.temporal_distance_discount, o.temporal_distance_expectile, o.step_limit
+            )
         if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
         if o.uses("sigreg"):
