@@ -156,12 +156,20 @@ def step_excess(z: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
 
 
 def temporal_distance_td(
-    z: torch.Tensor, groups: int = 1, discount: float = 0.98, expectile: float = 0.9, unit: float = 1.0
+    z: torch.Tensor,
+    groups: int = 1,
+    discount: float = 0.98,
+    expectile: float = 0.9,
+    unit: float = 1.0,
+    costs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Temporal-difference learning of latent distance as the time to reach a goal (HILP, Park et al. 2024): for
     each step s -> s' of a clip of (B, T, D) `z` and each frame g of its group (`groups` consecutive clips sharing a
-    scene), d(s, g) = ||z_s - z_g|| / `unit` is regressed on 1 + discount * d(s', g) (the target detached; with
-    g = s' the target is 1), an expectile regression of the value -d.
+    scene), d(s, g) = ||z_s - z_g|| / `unit` is regressed on c + discount * d(s', g) (the target detached; with
+    g = s' the target is c), an expectile regression of the value -d. c is each step's cost, (B, T - 1) `costs`:
+    1 per step by default; where steps differ in length (a walk's speed varies), a cost that follows the step (the
+    action's norm) keeps two frames a short step apart near in the latent, where counting steps sets every two distinct
+    frames at least one unit apart.
 
     The fixed point is the discounted number of steps, (1 - discount^n) / (1 - discount), that the data's walks need
     from s to g: `expectile` 0.5 gives the walk's own expected time, towards 1 the shortest path. Because the target
@@ -188,11 +196,13 @@ def temporal_distance_td(
 
     d = distance(starts, frames)  # (G, m, n)
     with torch.no_grad():
-        target = 1 + discount * distance(nexts, frames)
+        cost = torch.ones(B, T - 1, device=z.device, dtype=z.dtype) if costs is None else costs.to(z.dtype)
+        cost = cost.reshape(B // groups, -1, 1)  # (G, m, 1), in the order of `starts`
+        target = cost + discount * distance(nexts, frames)
         index = torch.arange(groups * T, device=z.device).view(groups, T)
         start_index, next_index = index[:, :-1].reshape(-1), index[:, 1:].reshape(-1)
         goal = torch.arange(groups * T, device=z.device)
-        target = torch.where(goal[None] == next_index[:, None], torch.ones_like(target), target)  # reached: 1 step
+        target = torch.where(goal[None] == next_index[:, None], cost.expand_as(target), target)  # reached: one step
         keep = (goal[None] != start_index[:, None]).to(z.dtype)  # d(s, s) = 0 by construction
     residual = target - d  # > 0: d below its target
     weight = torch.where(residual > 0, 1 - expectile, expectile)  # value -d: its upper expectile pulls d down

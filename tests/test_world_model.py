@@ -233,6 +233,12 @@ def test_temporal_distance_td_compounds_beyond_a_clip():
     assert from_start[-1] > 12.0  # 16 steps (discounted: 13.8), from 1.4 at the start
     steps = (z[1:] - z[:-1]).norm(dim=-1)
     assert 0.8 < steps.min() and steps.max() < 1.3  # one step, one unit
+    # a step's cost sets its length: half-unit steps on a line fit costs of 0.5, not the default 1 per step
+    line = torch.zeros(9, 4)
+    line[:, 0] = 0.5 * torch.arange(9.0)
+    walks = torch.stack([line, line.flip(0)])  # (2, 9, 4): forward and back
+    half = temporal_distance_td(walks, groups=2, costs=torch.full((2, 8), 0.5))
+    assert half < 0.5 * temporal_distance_td(walks, groups=2)  # measured: 0.044 against 0.113
     with pytest.raises(ValueError, match="3 clips per group do not divide the batch of 4"):
         temporal_distance_td(table[clips], groups=3)
     with pytest.raises(ValueError, match="must lie in"):

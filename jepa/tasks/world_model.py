@@ -18,6 +18,7 @@ LeWM):
            large as steps of at most `step_limit` allow, i.e. path lengths (round a wall, beyond a clip's reach)
          + temporal_distance * expectile TD regression of ||z_s - z_g|| / step_limit on 1 + discount * the next
            state's distance to g, every frame g of the scene (HILP): distance = steps to reach g, compounding
+           (a step costs 1, or ||a_t|| / temporal_distance_action_scale)
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
 
@@ -103,6 +104,7 @@ class WorldModelObjective:
     temporal_distance: Weight = 0.0
     temporal_distance_discount: float = 0.98
     temporal_distance_expectile: float = 0.9
+    temporal_distance_action_scale: float | None = None
     inverse_dynamics: Weight = 1.0
     sigreg: Weight = 0.0
     sigreg_slices: int = 256
@@ -118,6 +120,10 @@ class WorldModelObjective:
             )
         if self.step_limit <= 0:
             raise ValueError(f"step_limit must be > 0, got {self.step_limit}")
+        if self.temporal_distance_action_scale is not None and self.temporal_distance_action_scale <= 0:
+            raise ValueError(
+                f"temporal_distance_action_scale must be > 0 (or null), got {self.temporal_distance_action_scale}"
+            )
         for name in ("temporal_distance_discount", "temporal_distance_expectile"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} must lie in (0, 1), got {getattr(self, name)}")
@@ -245,8 +251,10 @@ class JointWorldModelTask(JEPATask):
         if o.uses("step_excess"):
             terms["step_excess"] = step_excess(v, o.step_limit)
         if o.uses("temporal_distance"):
+            scale = o.temporal_distance_action_scale  # None: every step costs 1; else ||a_t|| / scale
+            costs = None if scale is None else actions.norm(dim=-1) / scale
             terms["temporal_distance"] = temporal_distance_td(
-                v, o.scene_clips, o.temporal_distance_discount, o.temporal_distance_expectile, o.step_limit
+                v, o.scene_clips, o.temporal_distance_discount, o.temporal_distance_expectile, o.step_limit, costs
             )
         if o.uses("inverse_dynamics"):
             terms["inverse_dynamics"] = F.mse_loss(self.inverse_dynamics(v[:, :-1], v[:, 1:]), actions)
