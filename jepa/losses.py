@@ -82,6 +82,18 @@ def trajectory_variance_hinge(z: torch.Tensor, target: float | torch.Tensor = 0.
     return F.relu(target - std).mean()
 
 
+def pairwise_squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between the rows of (G, M, D) `a` and (G, N, D) `b`: (G, M, N), through a matmul (no
+    (M, N, D) tensor; rounding may leave a zero distance slightly negative)."""
+    return a.square().sum(-1)[:, :, None] + b.square().sum(-1)[:, None, :] - 2 * a @ b.transpose(1, 2)
+
+
+def pairwise_distances(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Euclidean distances (G, M, N) of `pairwise_squared_distances`; `eps` under the root keeps the gradient finite
+    at zero distance."""
+    return torch.sqrt(pairwise_squared_distances(a, b).clamp_min(0) + eps)
+
+
 def temporal_contrastive(
     z: torch.Tensor, offsets: tuple[int, ...] = (1, 2, 4, 8), temperature: float = 0.1, groups: int = 1
 ) -> torch.Tensor:
@@ -107,8 +119,7 @@ def temporal_contrastive(
             "model.objective.temporal_contrastive_offsets or data.source.frames"
         )
     frames = z.reshape(B // groups, groups * T, D)  # every frame of a group, clip by clip
-    norms = frames.square().sum(dim=-1)
-    squared = norms[:, :, None] + norms[:, None, :] - 2 * frames @ frames.transpose(1, 2)  # no sqrt: no NaN at 0
+    squared = pairwise_squared_distances(frames, frames)  # no sqrt: no NaN at 0
     logits = -squared / (D * temperature)  # (G, groups*T, groups*T)
     eye = torch.eye(groups * T, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(eye, float("-inf"))
@@ -139,9 +150,7 @@ def pair_spread(z: torch.Tensor, groups: int = 1, margin: float = 40.0) -> torch
         )
     frames = z.reshape(B // groups, groups * T, D)
     n = groups * T
-    norms = frames.square().sum(dim=-1)
-    squared = norms[:, :, None] + norms[:, None, :] - 2 * frames @ frames.transpose(1, 2)  # (G, n, n), no (n, n, D)
-    distance = torch.sqrt(squared.clamp_min(0) + 1e-6)  # the eps: a finite gradient at zero distance
+    distance = pairwise_distances(frames, frames)  # (G, n, n)
     pairs = ~torch.eye(n, dtype=torch.bool, device=z.device)
     return F.softplus(margin - distance[:, pairs]).mean()
 
@@ -189,16 +198,11 @@ def temporal_distance_td(
     frames = z.reshape(B // groups, groups * T, D)  # (G, n, D)
     clips = z.reshape(B // groups, groups, T, D)
     starts, nexts = clips[:, :, :-1].flatten(1, 2), clips[:, :, 1:].flatten(1, 2)  # (G, m, D), m = groups * (T - 1)
-
-    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        squared = a.square().sum(-1)[:, :, None] + b.square().sum(-1)[:, None, :] - 2 * a @ b.transpose(1, 2)
-        return torch.sqrt(squared.clamp_min(0) + 1e-6) / unit
-
-    d = distance(starts, frames)  # (G, m, n)
+    d = pairwise_distances(starts, frames) / unit  # (G, m, n)
     with torch.no_grad():
         cost = torch.ones(B, T - 1, device=z.device, dtype=z.dtype) if costs is None else costs.to(z.dtype)
         cost = cost.reshape(B // groups, -1, 1)  # (G, m, 1), in the order of `starts`
-        target = cost + discount * distance(nexts, frames)
+        target = cost + discount * pairwise_distances(nexts, frames) / unit
         index = torch.arange(groups * T, device=z.device).view(groups, T)
         start_index, next_index = index[:, :-1].reshape(-1), index[:, 1:].reshape(-1)
         goal = torch.arange(groups * T, device=z.device)
