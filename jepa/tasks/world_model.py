@@ -15,9 +15,9 @@ LeWM):
            (latent distance grows with the time a walk needs between two states, within the offsets' reach)
          + pair_spread * mean softplus(margin - ||z_i - z_j||) over the frames of each scene, with
            step_excess * mean relu(||z_t+1 - z_t|| / step_limit - 1)^2: QRL's quasimetric objective, distances as
-           large as steps of at most `step_limit` allow, i.e. path lengths (round a wall, beyond a clip's reach)
+           large as steps of at most `step_limit` allow: at the optimum path lengths (round a wall, beyond a clip)
          + temporal_distance * expectile TD regression of ||z_s - z_g|| / step_limit on 1 + discount * the next
-           state's distance to g, every frame g of the scene (HILP): distance = steps to reach g, compounding
+           state's distance to g, every frame g of the scene (HILP): its fixed point, the steps to reach g
            (a step costs 1, or ||a_t|| / temporal_distance_action_scale)
          + inverse_dynamics * MSE(IDM(z_t, z_t+1), a_t)                     (the latent keeps what the action did)
          + sigreg * SIGReg                                                  (LeJEPA: an alternative to var + cov)
