@@ -94,6 +94,18 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> t
     return torch.sqrt(pairwise_squared_distances(a, b).clamp_min(0) + eps)
 
 
+def scene_frames(z: torch.Tensor, groups: int, loss: str) -> torch.Tensor:
+    """(B, T, D) `z` as (B / groups, groups * T, D): every frame of each group of `groups` consecutive clips (clips
+    sharing a scene), clip by clip; a clear error naming `loss` when the groups do not divide the batch."""
+    B, T, D = z.shape
+    if B % groups:
+        raise ValueError(
+            f"{loss}: {groups} clips per group do not divide the batch of {B} clips: make data.batch_size a multiple "
+            "of objective.scene_clips"
+        )
+    return z.reshape(B // groups, groups * T, D)
+
+
 def temporal_contrastive(
     z: torch.Tensor, offsets: tuple[int, ...] = (1, 2, 4, 8), temperature: float = 0.1, groups: int = 1
 ) -> torch.Tensor:
@@ -108,17 +120,12 @@ def temporal_contrastive(
     alike. On Two Rooms it ordered each room better and the other room no better (docs/findings.md).
     """
     B, T, D = z.shape
-    if B % groups:
-        raise ValueError(
-            f"temporal_contrastive: {groups} clips per group do not divide the batch of {B} clips: make data.batch_size "
-            "a multiple of objective.scene_clips"
-        )
+    frames = scene_frames(z, groups, "temporal_contrastive")  # every frame of a group, clip by clip
     if not offsets or min(offsets) < 1 or max(offsets) >= T:
         raise ValueError(
             f"temporal_contrastive offsets must lie in 1..{T - 1} for clips of {T} frames, got {offsets}: change "
             "model.objective.temporal_contrastive_offsets or data.source.frames"
         )
-    frames = z.reshape(B // groups, groups * T, D)  # every frame of a group, clip by clip
     squared = pairwise_squared_distances(frames, frames)  # no sqrt: no NaN at 0
     logits = -squared / (D * temperature)  # (G, groups*T, groups*T)
     eye = torch.eye(groups * T, dtype=torch.bool, device=z.device)
@@ -144,14 +151,8 @@ def pair_spread(z: torch.Tensor, groups: int = 1, margin: float = 40.0) -> torch
     another matter: on Two Rooms a CNN trained 2000 steps with it learned an exact straight-line distance first and
     the way round the wall only slowly (docs/findings.md).
     """
-    B, T, D = z.shape
-    if B % groups:
-        raise ValueError(
-            f"pair_spread: {groups} clips per group do not divide the batch of {B} clips: make data.batch_size a "
-            "multiple of objective.scene_clips"
-        )
-    frames = z.reshape(B // groups, groups * T, D)
-    n = groups * T
+    frames = scene_frames(z, groups, "pair_spread")
+    n = frames.size(1)
     distance = pairwise_distances(frames, frames)  # (G, n, n)
     pairs = ~torch.eye(n, dtype=torch.bool, device=z.device)
     return F.softplus(margin - distance[:, pairs]).mean()
@@ -189,16 +190,11 @@ def temporal_distance_td(
     the way there, docs/findings.md). Mean over steps and goals (the step's own start left out).
     """
     B, T, D = z.shape
-    if B % groups:
-        raise ValueError(
-            f"temporal_distance_td: {groups} clips per group do not divide the batch of {B} clips: make "
-            "data.batch_size a multiple of objective.scene_clips"
-        )
+    frames = scene_frames(z, groups, "temporal_distance_td")  # (G, n, D)
     if not 0 < discount < 1 or not 0 < expectile < 1:
         raise ValueError(
             f"temporal_distance_td: discount and expectile must lie in (0, 1), got {discount}, {expectile}"
         )
-    frames = z.reshape(B // groups, groups * T, D)  # (G, n, D)
     clips = z.reshape(B // groups, groups, T, D)
     starts, nexts = clips[:, :, :-1].flatten(1, 2), clips[:, :, 1:].flatten(1, 2)  # (G, m, D), m = groups * (T - 1)
     d = pairwise_distances(starts, frames) / unit  # (G, m, n)
