@@ -64,8 +64,8 @@ def trained(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     run_dir = tmp_path_factory.mktemp("wm") / "small"
     # 600 steps at twice the shipped peak LR: a short run wants the larger steps (300 steps, or LR 1e-3, plan 1-2 of 6).
-    # eb_jepa's time similarity (12), not the shipped 48: in 600 steps of this 32-d model the slower features shrink
-    # the agent before it is encoded (measured on a 2-core CPU: with 48, CEM 2 of 6 at 27.2 px; with 12, 4 of 6)
+    # eb_jepa's time similarity (12), not the shipped 48, which this 32-d model does not meet in 600 steps (measured on
+    # a 2-core CPU: with 48, CEM 2 of 6 at 27.2 px; with 12, 4 of 6 at 12.8 px; docs/findings.md)
     train(run_dir, 600, "optim.lr_schedule.peak=2e-3", "model.objective.time_similarity=12")
     return run_dir / "checkpoints" / "last.ckpt"
 
