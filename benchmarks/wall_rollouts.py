@@ -4,7 +4,7 @@ python benchmarks/wall_rollouts.py --checkpoint outputs/tworooms_wm/checkpoints/
 
 A planner that pushes into the wall for tens of steps trusts the model to keep the dot there. For each of
 `--layouts` random layouts this draws `--walks` starts anywhere in a room and heads each walk at full speed toward
-the wall (a random drift of `--drift` px per step on top), runs the true dynamics (walls stop the dot) and the
+the wall (plus Gaussian drift of std `--drift` px per step, clipped to the 2.45 px step), runs the true dynamics (walls stop the dot) and the
 model's rollout from the start frame on the same actions, and decodes every predicted latent to the free pixel of
 that layout whose rendered latent is nearest. It prints the decoded position's error against the true one at chosen
 steps and the share of walks whose true path stays in its room while the decoded dot reaches the other room: the
