@@ -19,14 +19,9 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.latent_geometry import encode_positions, free_pixels
 from jepa.checkpoints import load_world_model
-from jepa.envs.two_rooms import MAX_STEP, SIZE, Layout, move, render, sample_in_room, sample_layout
-
-
-def free_pixels(layout: Layout) -> np.ndarray:
-    """(G, 2) every integer (x, y) of `layout` that is not a wall or the border."""
-    grid = np.stack(np.meshgrid(np.arange(SIZE), np.arange(SIZE), indexing="ij"), -1).reshape(-1, 2).astype(float)
-    return grid[[not layout.is_wall(x, y) for x, y in grid]]
+from jepa.envs.two_rooms import MAX_STEP, Layout, move, render, sample_in_room, sample_layout
 
 
 def walks_into_wall(
@@ -80,14 +75,11 @@ def main() -> None:
     model = load_world_model(args.checkpoint)
     rng = np.random.default_rng(args.seed)
 
-    def encode(images: np.ndarray) -> torch.Tensor:  # (N, H, W, 3) uint8 -> (N, D), in chunks
-        return torch.cat([model.encode(torch.from_numpy(c)[None])[0].flatten(1) for c in np.array_split(images, 16)])
-
     errors, crossed, stayed = np.zeros(args.steps), 0, 0
     for _ in range(args.layouts):
         layout = sample_layout(rng, fixed=False)
         grid = free_pixels(layout)
-        grid_latents = encode(np.stack([render(layout, p) for p in grid]))
+        grid_latents = torch.from_numpy(encode_positions(model, layout, grid)).float()
         starts, actions, paths = walks_into_wall(rng, layout, args.walks, args.steps, args.drift)
         first = model.encode(torch.from_numpy(np.stack([render(layout, p) for p in starts]))[:, None])
         states = torch.as_tensor(starts, dtype=torch.float32)[:, None]

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from benchmarks import wall_rollouts
+from benchmarks import latent_geometry, wall_rollouts
 from jepa.envs.two_rooms import MAX_STEP, Layout
 
 
@@ -21,7 +21,7 @@ def test_walks_into_the_wall_are_stopped_by_it():
 
 
 def test_decode_picks_the_nearest_grid_latent():
-    grid = wall_rollouts.free_pixels(Layout(wall_x=32, door_y=18))
+    grid = latent_geometry.free_pixels(Layout(wall_x=32, door_y=18))
     assert len(grid) > 3000 and not np.any((grid[:, 0] == 32) & (np.abs(grid[:, 1] - 18) > 5))
     latents = torch.tensor([[10.2, 40.4], [50.6, 7.9]])
     decoded = wall_rollouts.decode(latents, torch.as_tensor(grid, dtype=torch.float32), grid)
