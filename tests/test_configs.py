@@ -30,8 +30,12 @@ def test_experiment_composes_and_resolves(experiment):
     cfg = compose_train(f"+experiment={experiment}", "paths.output_dir=/tmp/jepa-test-outputs")
     OmegaConf.resolve(cfg)
     if cfg.model._target_.endswith("JointWorldModelTask"):
-        # trained end to end from pixels: the data's clips are the rollouts the objective trains on
-        assert cfg.data.source.frames >= cfg.model.objective.rollout_steps + 1
+        # trained end to end from pixels: the data's clips are the rollouts the objective trains on, after the
+        # frames the first latent sees; the encoder takes that many frames stacked on its channels
+        context = cfg.model.world_model.context_frames
+        frames = cfg.data.source.frames if "source" in cfg.data else cfg.data.frames_per_clip
+        assert frames >= context - 1 + cfg.model.objective.rollout_steps + 1
+        assert cfg.wm_encoder.get("in_chans", 3) == 3 * context
         assert cfg.optim.lr_schedule.total_steps == cfg.trainer.max_steps
         return
     assert cfg.encoder.embed_dim % cfg.encoder.num_heads == 0

@@ -24,7 +24,7 @@ from jepa.losses import (
 from jepa.models.conv_encoder import ConvEncoder
 from jepa.models.latent_predictors import ACViTPredictor, GRUPredictor, ResidualMLPPredictor
 from jepa.models.preprocess import ImagePreprocessor
-from jepa.models.world_model import JEPAWorldModel
+from jepa.models.world_model import InverseDynamics, JEPAWorldModel
 from jepa.tasks.world_model import WorldModelObjective
 
 
@@ -120,6 +120,40 @@ def test_world_model_rolls_out_and_rebuilds_from_its_spec(predictor):
         torch.testing.assert_close(clone.eval().rollout(clone.encode(frames)[:, :2], actions), rolled)
     with pytest.raises(ValueError, match="32x32 px, but this world model's encoder takes 65x65"):
         model.encode(torch.zeros(1, 1, 32, 32, 3, dtype=torch.uint8))
+
+
+def test_context_frames_stack_each_latents_frames_and_shift_the_actions():
+    """With context_frames=2 latent t sees frames t and t + 1 (what moves between them: a velocity), a clip of T
+    frames has T - 1 latents, the first action is context, and the spec keeps the setting."""
+    torch.manual_seed(0)
+    encoder = ConvEncoder(img_size=65, in_chans=6, channels=(4, 8), embed_dim=16)
+    preprocess = ImagePreprocessor(mean=(0.1,) * 3, std=(0.2,) * 3)
+    model = JEPAWorldModel(encoder, ResidualMLPPredictor(16, hidden_dim=32), preprocess, context_frames=2).eval()
+    frames = torch.from_numpy(TwoRoomsWalks(frames=5)(np.random.default_rng(0), 3)["frames"])
+    with torch.no_grad():
+        z = model.encode(frames)
+        assert z.shape == (3, 4, 16)
+        pixels = preprocess(frames).unflatten(0, (3, 5))
+        torch.testing.assert_close(z[:, 2], encoder(torch.cat([pixels[:, 2], pixels[:, 3]], dim=1)))
+        clone = JEPAWorldModel.from_spec(model.spec())
+        clone.load_state_dict(model.state_dict())
+        assert clone.context_frames == 2
+        torch.testing.assert_close(clone.eval().encode(frames), z)
+    with pytest.raises(ValueError, match="from 2 consecutive frames .* pass at least 2 frames"):
+        model.encode(frames[:, :1])
+
+    from jepa.tasks.world_model import JointWorldModelTask
+
+    objective = WorldModelObjective(teacher_forcing=1.0)
+    task = JointWorldModelTask(model, None, None, None, None, objective, InverseDynamics(16, 2, 8))
+    actions = torch.randn(3, 4, 2)
+    terms = task.losses(frames, actions)
+    with torch.no_grad():  # the rollout starts from latent 0 (frames 0-1) with action 1, the move to frame 2
+        first = model.rollout(z[:, :1], actions[:, 1:2])[:, 0]
+    assert all(torch.isfinite(terms[name]) for name in ("prediction", "inverse_dynamics"))
+    expected = torch.nn.functional.mse_loss(model.teacher_forced(z[:, :-1], actions[:, 1:]), z[:, 1:])
+    torch.testing.assert_close(terms["teacher_forcing"].detach(), expected.detach())
+    torch.testing.assert_close(first, model.teacher_forced(z[:, :1], actions[:, 1:2])[:, 0])
 
 
 def test_residual_mlp_predictor_starts_from_repeat_the_latent():

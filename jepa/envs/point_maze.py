@@ -83,9 +83,10 @@ class TopDownPointMaze:
         self._obs, _ = self.env.reset(seed=seed)
         return self.render(), self.info()
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """One control step; `render=False` skips the image (None), the costly part (about 8 ms against 0.1 ms)."""
         self._obs, _, _, _, _ = self.env.step(np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0))
-        return self.render(), self.info()
+        return (self.render() if render else None), self.info()
 
     def info(self) -> dict[str, Any]:
         position, goal = self._obs["achieved_goal"].copy(), self._obs["desired_goal"].copy()
@@ -147,14 +148,26 @@ class MazeOracle:
 
 
 def random_episode(
-    env: TopDownPointMaze, rng: np.random.Generator, steps: int = 100, hold: tuple[int, int] = (4, 12)
+    env: TopDownPointMaze,
+    rng: np.random.Generator,
+    steps: int = 100,
+    hold: tuple[int, int] = (4, 12),
+    frame_step: int = 1,
 ) -> dict[str, np.ndarray]:
     """One random-action episode from a random start: a uniform random force, held for a random 4-11 steps, so the
     ball travels along corridors instead of jittering in place.
 
+    With `frame_step` = k > 1 the episode is recorded one frame per k control steps, as a planner that repeats each
+    planned action k times (`agent.action_repeat`) sees it: a new uniform force for every block of k steps, held
+    through the block, the block's k forces summed into its action, and only the frame at each block's end rendered
+    (rendering is the costly part, so this is about k times faster to make). `hold` is then unused.
+
     Returns:
-        `frames` (steps + 1, H, W, 3) uint8, `actions` (steps, 2) forces, `states` (steps + 1, 4) = (x, y, vx, vy).
+        `frames` (n + 1, H, W, 3) uint8, `actions` (n, 2) forces (summed over each block), `states` (n + 1, 4) =
+        (x, y, vx, vy), with n = steps // frame_step.
     """
+    if frame_step > 1:
+        return _block_episode(env, rng, steps // frame_step, frame_step)
     image, info = env.reset(int(rng.integers(2**31)))
     frames, actions, states = [image], [], [np.concatenate([info["position"], info["velocity"]])]
     action, left = np.zeros(2, dtype=np.float32), 0
@@ -169,5 +182,23 @@ def random_episode(
     return {
         "frames": np.stack(frames),
         "actions": np.stack(actions),
+        "states": np.stack(states).astype(np.float32),
+    }
+
+
+def _block_episode(env: TopDownPointMaze, rng: np.random.Generator, blocks: int, k: int) -> dict[str, np.ndarray]:
+    """`random_episode` recorded one frame per block of k control steps, each block one uniform random force."""
+    image, info = env.reset(int(rng.integers(2**31)))
+    frames, actions, states = [image], [], [np.concatenate([info["position"], info["velocity"]])]
+    for _ in range(blocks):
+        force = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
+        for i in range(k):
+            image, info = env.step(force, render=i == k - 1)
+        frames.append(image)
+        actions.append(k * force)
+        states.append(np.concatenate([info["position"], info["velocity"]]))
+    return {
+        "frames": np.stack(frames),
+        "actions": np.stack(actions).astype(np.float32),
         "states": np.stack(states).astype(np.float32),
     }

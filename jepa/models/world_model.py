@@ -21,34 +21,55 @@ class JEPAWorldModel(nn.Module):
     """Encoder + action-conditioned predictor, trained jointly (`jepa.tasks.world_model.JointWorldModelTask`).
 
     Args:
-        encoder: (N, C, H, W) frames -> (N, *S) latents (`ConvEncoder`: S = (D,); a ViT: (N_tokens, D)).
+        encoder: (N, C, H, W) frames -> (N, *S) latents (`ConvEncoder`: S = (D,); a ViT: (N_tokens, D)); with
+            `context_frames` = k > 1 it takes the k frames stacked on the channels, (N, k * C, H, W).
         predictor: `jepa.models.latent_predictors` (`teacher_forced`, `rollout`).
         preprocess: environment images -> the encoder's frames.
+        context_frames: frames behind each latent: the frame and the k - 1 before it, so that the latent can hold
+            what one frame does not show (PointMaze's velocity). A sequence of T frames then has T - k + 1 latents,
+            the first from its frames 0..k-1.
     """
 
-    def __init__(self, encoder: nn.Module, predictor: nn.Module, preprocess: ImagePreprocessor) -> None:
+    def __init__(
+        self, encoder: nn.Module, predictor: nn.Module, preprocess: ImagePreprocessor, context_frames: int = 1
+    ) -> None:
         super().__init__()
+        if context_frames < 1:
+            raise ValueError(f"context_frames must be >= 1, got {context_frames}")
         self.encoder, self.predictor, self.preprocess = encoder, predictor, preprocess
+        self.context_frames = context_frames
 
     @property
     def action_dim(self) -> int:
         return self.predictor.action_dim
 
     def encode(self, observations: torch.Tensor) -> torch.Tensor:
-        """(B, T, H, W, C) uint8 images as the environment renders them -> (B, T, *S) latents (differentiable; a
-        planner calls it under `torch.no_grad`)."""
+        """(B, T, H, W, C) uint8 images as the environment renders them -> (B, T - context_frames + 1, *S) latents
+        (differentiable; a planner calls it under `torch.no_grad`)."""
+        return self.encode_with(self.encoder, observations)
+
+    def encode_with(self, encoder: nn.Module, observations: torch.Tensor) -> torch.Tensor:
+        """`encode` through `encoder` (this model's, or a copy of it such as an EMA target)."""
         if observations.dim() != 5:
             raise ValueError(f"encode takes (B, T, H, W, C) uint8 observations, got shape {tuple(observations.shape)}")
         B, T = observations.shape[:2]
+        k = self.context_frames
+        if T < k:
+            raise ValueError(
+                f"this world model encodes each latent from {k} consecutive frames (context_frames={k}), got "
+                f"sequences of {T}: pass at least {k} frames"
+            )
         size = getattr(self.encoder, "img_size", None)
         if self.preprocess.size is None and size is not None and tuple(observations.shape[2:4]) != (size, size):
             raise ValueError(
                 f"observations of {observations.shape[3]}x{observations.shape[2]} px, but this world model's encoder "
                 f"takes {size}x{size} images as they come (its preprocess.size is None): pass images of that size"
             )
-        device = next(self.encoder.parameters()).device
-        frames = self.preprocess(observations.to(device))
-        return self.encoder(frames).unflatten(0, (B, T))
+        device = next(encoder.parameters()).device
+        frames = self.preprocess(observations.to(device)).unflatten(0, (B, T))  # (B, T, C, H, W)
+        if k > 1:  # latent t sees frames t..t+k-1 of the sequence, stacked on the channels
+            frames = torch.cat([frames[:, j : T - k + 1 + j] for j in range(k)], dim=2)
+        return encoder(frames.flatten(0, 1)).unflatten(0, (B, T - k + 1))
 
     def teacher_forced(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """(B, T, *S), (B, T, A) -> (B, T, *S): the prediction of the latent after each one."""
@@ -73,13 +94,18 @@ class JEPAWorldModel(nn.Module):
             "std": list(self.preprocess.std),
             "even": self.preprocess.even,
         }
+        if self.context_frames > 1:
+            spec["context_frames"] = self.context_frames
         return spec
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> JEPAWorldModel:
         """A model of the architecture `spec()` describes, with fresh weights."""
         return cls(
-            build_module(spec["encoder"]), build_module(spec["predictor"]), ImagePreprocessor(**spec["preprocess"])
+            build_module(spec["encoder"]),
+            build_module(spec["predictor"]),
+            ImagePreprocessor(**spec["preprocess"]),
+            spec.get("context_frames", 1),
         )
 
 

@@ -18,6 +18,7 @@ summed over them, executed in equal steps. The agent re-plans every `replan_ever
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,7 +130,9 @@ class MPCAgent:
         energy: `(predicted (S, L, *Z), goal (*Z)) -> (S,)`, e.g. `GoalEnergy(p=2, reduce="sum")` or `HeadEnergy`.
         action_repeat: environment steps per planned action (the world model's frame step; 1 for a model trained on
             every step).
-        replan_every: planned actions executed before the next plan (1 = eb_jepa's protocol).
+        replan_every: planned actions executed before the next plan (1 = eb_jepa's protocol). A world model whose
+            latents see several frames (`context_frames` > 1) needs 1: the agent keeps the frames it planned from as
+            that context, one planned action apart.
         warm_start: start each plan from the previous one shifted by the executed steps (else from zeros).
         use_states: pass the environment's true state to the world model (for models trained with states).
         device: where the world model runs.
@@ -150,6 +153,12 @@ class MPCAgent:
             raise ValueError(f"action_repeat and replan_every must be >= 1, got {action_repeat}, {replan_every}")
         if replan_every > planner.horizon:
             raise ValueError(f"replan_every={replan_every} exceeds the planner's horizon {planner.horizon}")
+        self.context_frames = int(getattr(world_model, "context_frames", 1))
+        if self.context_frames > 1 and replan_every != 1:
+            raise ValueError(
+                f"this world model encodes {self.context_frames} consecutive frames one planned action apart, so the "
+                f"agent must see every one: set agent.replan_every=1 (got {replan_every})"
+            )
         self.world_model, self.planner = world_model, planner
         self.energy = energy if energy is not None else GoalEnergy()
         self.action_repeat, self.replan_every = action_repeat, replan_every
@@ -159,12 +168,20 @@ class MPCAgent:
         self._plan: torch.Tensor | None = None
         self._goal: torch.Tensor | None = None
         self._generator: torch.Generator | None = None
+        self._frames: deque[np.ndarray] = deque(maxlen=self.context_frames)  # the latest observations, oldest first
         self.plans, self.plan_seconds = 0, 0.0
 
-    def encode(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 1, *Z) latent."""
+    def encode(self, observation: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 image, or (n, H, W, 3) consecutive frames, oldest first -> (1, 1, *Z) latent.
+
+        A world model with `context_frames` = k encodes the last k frames; fewer are padded with the oldest one, so
+        a single image (a goal, an episode's first frame) reads as a still scene."""
+        frames = np.asarray(observation)
+        frames = frames[None] if frames.ndim == 3 else frames
+        k = self.context_frames
+        frames = np.concatenate([np.repeat(frames[:1], max(k - len(frames), 0), axis=0), frames[-k:]])
         with torch.no_grad():
-            return self.world_model.encode(torch.from_numpy(np.ascontiguousarray(image))[None, None].to(self.device))
+            return self.world_model.encode(torch.from_numpy(np.ascontiguousarray(frames))[None].to(self.device))
 
     def begin(self, env: EnvAdapter, seed: int, goal_image: np.ndarray | None = None) -> None:
         """Configures the planner from `env`, encodes the goal (the episode's, or `goal_image`), forgets the plan."""
@@ -176,6 +193,7 @@ class MPCAgent:
         self.max_env_action_norm = env.max_action_norm
         self.set_goal(env.goal_image() if goal_image is None else goal_image)
         self._generator = torch.Generator().manual_seed(seed)
+        self._frames.clear()
         self.plans, self.plan_seconds = 0, 0.0
 
     def set_goal(self, goal_image: np.ndarray) -> None:
@@ -183,7 +201,8 @@ class MPCAgent:
         self._plan = None
 
     def cost(self, image: np.ndarray, state: np.ndarray | None) -> LatentCost:
-        """The energy of action sequences from this observation (and state) toward the goal set by `set_goal`."""
+        """The energy of action sequences from this observation (an image or recent frames, as `encode` takes; and
+        state) toward the goal set by `set_goal`."""
         if self._goal is None:
             raise RuntimeError("call begin(env, seed) or set_goal(goal_image) before planning")
         states = None
@@ -216,7 +235,8 @@ class MPCAgent:
     def act(self, env: EnvAdapter) -> list[np.ndarray]:
         """Plans from the environment's observation and returns the environment actions of the first
         `replan_every` planned actions."""
-        result = self.plan(env.observation(), env.state())
+        self._frames.append(env.observation())
+        result = self.plan(np.stack(self._frames), env.state())
         return [a for planned in result.actions[: self.replan_every] for a in self.env_actions(planned)]
 
 

@@ -215,13 +215,17 @@ class JointWorldModelTask(JEPATask):
         if self.target_encoder is None:
             return latents
         with torch.no_grad():
-            B, T = frames.shape[:2]
-            return self.target_encoder(self.world_model.preprocess(frames)).unflatten(0, (B, T))
+            return self.world_model.encode_with(self.target_encoder, frames)
 
     def losses(self, frames: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every term of the objective, unweighted: frames (B, T, H, W, C) uint8, actions (B, T - 1, A)."""
+        """Every term of the objective, unweighted: frames (B, T, H, W, C) uint8, actions (B, T - 1, A).
+
+        A model whose latents see `context_frames` = k frames has T - k + 1 latents per clip, the first after frame
+        k - 1: the actions before it are context, not predicted.
+        """
         o = self.objective
-        z = self.world_model.encode(frames)  # (B, T, *S)
+        z = self.world_model.encode(frames)  # (B, T - k + 1, *S)
+        actions = actions[:, self.world_model.context_frames - 1 :]
         target = self.targets(frames, z)
         steps = min(o.rollout_steps, z.size(1) - 1)
         rollout = self.world_model.rollout(z[:, :1], actions[:, :steps])
@@ -313,15 +317,17 @@ def rollout_baselines(
 
     Args:
         world_model: the model (eval mode).
-        frames: (B, T >= horizon + 1, H, W, C) uint8 clips; actions: (B, >= horizon, A).
+        frames: (B, T >= k - 1 + horizon + 1, H, W, C) uint8 clips (k: the model's `context_frames`); actions:
+            (B, T - 1, A), the first k - 1 before the first latent.
         horizon: rollout steps.
         seed: seed of the action shuffle.
 
     Returns:
         `{"model": [H], "shuffled_actions": [H], "repeat_last": [H]}`.
     """
-    z = world_model.encode(frames[:, : horizon + 1])
-    target, actions = z[:, 1:], actions[:, :horizon]
+    context = getattr(world_model, "context_frames", 1) - 1  # frames before the first latent's own
+    z = world_model.encode(frames[:, : context + horizon + 1])
+    target, actions = z[:, 1:], actions[:, context : context + horizon]
     B = z.size(0)
     generator = torch.Generator().manual_seed(seed)
     perm = torch.randperm(B, generator=generator)

@@ -97,3 +97,23 @@ def test_random_episodes_convert_to_trajectory_windows(env, tmp_path):
     window = next(iter(windows))
     assert window["video"].shape == (3, 4, 64, 64) and window["actions"].shape == (3, 2)
     assert window["states"].shape == (4, 4)
+
+
+def test_block_episodes_record_what_a_planner_repeating_each_action_sees(env):
+    """frame_step=k records one frame per block of k control steps: the block's force held, its k forces summed into
+    the action, and the frame and state those k steps reach (the same as stepping the force k times by hand)."""
+    from jepa.envs.point_maze import random_episode
+
+    episode = random_episode(env, np.random.default_rng(0), steps=35, frame_step=10)
+    assert episode["frames"].shape == (4, 64, 64, 3) and episode["actions"].shape == (3, 2)
+    assert episode["states"].shape == (4, 4) and np.abs(episode["actions"]).max() <= 10.0
+    replay = np.random.default_rng(0)
+    image, info = env.reset(int(replay.integers(2**31)))
+    np.testing.assert_array_equal(image, episode["frames"][0])
+    for block in range(3):
+        force = replay.uniform(-1.0, 1.0, 2).astype(np.float32)
+        np.testing.assert_allclose(10 * force, episode["actions"][block], rtol=1e-6)
+        for _ in range(10):
+            image, info = env.step(force)
+        np.testing.assert_array_equal(image, episode["frames"][block + 1])
+        np.testing.assert_allclose(info["position"], episode["states"][block + 1, :2], rtol=1e-5)

@@ -143,6 +143,33 @@ def test_baselines_run_through_the_same_loop():
     assert rand.summary()["plans"] == 40  # one decision per step
 
 
+def test_a_model_of_several_frames_per_latent_sees_the_frames_it_planned_from():
+    """A world model with context_frames=2 gets the previous planning frame with the current one (a still scene at
+    the start and for the goal), and an agent that would skip frames between plans is refused."""
+
+    class TwoFrameModel(LinearWorldModel):
+        context_frames = 2
+        seen: list = []
+
+        def encode(self, observations):  # latent of the newest frame; records the frame pairs it was given
+            assert observations.shape[1] == 2
+            self.seen.append((observations[0, :, 0, 0, :2].float() - 128.0) / SCALE)
+            return super().encode(observations[:, 1:])
+
+    env = PointEnv(start=[-3.0, 2.0], goal=[2.5, -1.5])
+    model = TwoFrameModel()
+    agent = MPCAgent(model, CEMPlanner(3, samples=32, elites=4, iterations=3, init_std=0.5), GoalEnergy(p=1))
+    result = run_episode(agent, env, seed=0, max_env_steps=3)
+    goal, first, second, third = model.seen  # the goal is encoded first, then one pair per plan
+    torch.testing.assert_close(goal[0], goal[1])
+    torch.testing.assert_close(first[0], first[1])  # the episode's first frame: still
+    torch.testing.assert_close(second[0], first[1])  # then the frame one planned action earlier
+    torch.testing.assert_close(third[0], second[1])
+    assert result.plans == 3 and not torch.equal(second[0], second[1])
+    with pytest.raises(ValueError, match="set agent.replan_every=1"):
+        MPCAgent(model, CEMPlanner(4), replan_every=2)
+
+
 def test_a_world_model_of_another_action_width_is_refused():
     class Wide(LinearWorldModel):
         action_dim = 7
