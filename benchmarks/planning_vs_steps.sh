@@ -5,6 +5,10 @@
 # shorter runs.
 #
 #     bash benchmarks/planning_vs_steps.sh [RUN_DIR] [OUT_DIR] [STEPS...]   # default: outputs/tworooms_wm, MPPI
+#
+# PLAN_ARGS replaces the planner choice (default "planner=mppi"): PointMaze's world model, for one,
+#     PLAN_ARGS="--config-name plan_pointmaze_wm planner=cem_pointmaze" bash benchmarks/planning_vs_steps.sh \
+#         outputs/pointmaze_wm outputs/plan_pm_vs_steps 500 1000 1500
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-outputs/tworooms_wm}
@@ -12,11 +16,12 @@ OUT=${2:-outputs/plan_vs_steps}
 shift 2 || shift $#
 STEPS=("${@:-500 1000 1500 2000}")
 read -r -a STEPS <<< "${STEPS[*]}"
+read -r -a PLAN <<< "${PLAN_ARGS:-planner=mppi}"
 mkdir -p "$OUT"
-run() {  # run STEP: MPPI on the checkpoint of that step
+run() {  # run STEP: the planner on the checkpoint of that step
   local ckpt
   ckpt=$(printf "%s/checkpoints/step%08d.ckpt" "$RUN" "$1")
-  python launch/plan.py threads=1 planner=mppi "checkpoint=$ckpt" "output_dir=$OUT/step$1" > "$OUT/step$1.log" 2>&1
+  python launch/plan.py "${PLAN[@]}" threads=1 "checkpoint=$ckpt" "output_dir=$OUT/step$1" > "$OUT/step$1.log" 2>&1
 }
 for ((i = 0; i < ${#STEPS[@]}; i += 2)); do
   run "${STEPS[i]}" &
@@ -25,5 +30,5 @@ for ((i = 0; i < ${#STEPS[@]}; i += 2)); do
 done
 for s in "${STEPS[@]}"; do
   printf "step %5s  " "$s"
-  python -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['successes']}/{r['episodes']} ({100*r['success_rate']:.0f}%, 95% {100*r['success_interval_95'][0]:.0f}-{100*r['success_interval_95'][1]:.0f}%), final distance {r['mean_final_distance']:.1f} px\")" "$OUT/step$s/results.json"
+  python -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['successes']}/{r['episodes']} ({100*r['success_rate']:.0f}%, 95% {100*r['success_interval_95'][0]:.0f}-{100*r['success_interval_95'][1]:.0f}%), final distance {r['mean_final_distance']:.2f}\")" "$OUT/step$s/results.json"
 done
