@@ -18,7 +18,7 @@ run() {  # run NAME overrides...: one launch/plan.py job writing to $OUT/NAME
     > "$OUT/$name.log" 2>&1
 }
 EXTRA=("$@")
-run umaze-mppi & run umaze-cem planner=cem_pointmaze & wait
+run umaze-mppi planner=mppi_pointmaze & run umaze-cem planner=cem_pointmaze & wait
 run umaze-gradient planner=gradient_pointmaze & run umaze-random policy=random & wait
 run umaze-oracle policy=oracle
 python benchmarks/planning_table.py "$OUT"
