@@ -11,13 +11,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:-outputs/plan_pointmaze}
 shift || true
 mkdir -p "$OUT"
-run() {  # run NAME overrides...: one launch/plan.py job writing to $OUT/NAME
-  local name=$1
-  shift
-  python launch/plan.py --config-name plan_pointmaze_wm threads=1 "output_dir=$OUT/$name" "$@" "${EXTRA[@]}" \
-    > "$OUT/$name.log" 2>&1
-}
+PLAN_BASE=(--config-name plan_pointmaze_wm)
 EXTRA=("$@")
+# shellcheck source=benchmarks/plan_jobs.sh
+source benchmarks/plan_jobs.sh
 run umaze-mppi planner=mppi_pointmaze & run umaze-cem planner=cem_pointmaze & wait
 run umaze-gradient planner=gradient_pointmaze & run umaze-random policy=random & wait
 run umaze-oracle policy=oracle

@@ -11,12 +11,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:-outputs/plan_tworooms}
 shift || true
 mkdir -p "$OUT"
-run() {  # run NAME overrides...: one launch/plan.py job writing to $OUT/NAME
-  local name=$1
-  shift
-  python launch/plan.py threads=1 "output_dir=$OUT/$name" "$@" "${EXTRA[@]}" > "$OUT/$name.log" 2>&1
-}
+PLAN_BASE=()
 EXTRA=("$@")
+# shellcheck source=benchmarks/plan_jobs.sh
+source benchmarks/plan_jobs.sh
 run random-cem planner=cem & run random-mppi planner=mppi & wait
 run random-gradient planner=gradient & run fixed-cem planner=cem env.fixed_layout=true & wait
 run random-random policy=random & run random-oracle policy=oracle & wait
