@@ -124,3 +124,19 @@ def test_planning_configs_build_their_planners_from_the_environment(planner):
     assert point_maze.env._target_.endswith("PointMazeAdapter") and point_maze.max_env_steps == 300
     assert point_maze.checkpoint.endswith("pointmaze_ac/checkpoints/last.ckpt")
     assert energy.data.shards.endswith("point_maze/train/shard-*.tar") and energy.data.frames_per_clip == 11
+
+
+def test_point_maze_medium_plans_as_umaze_on_its_own_model_and_step_limit():
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        umaze = compose("plan_pointmaze_wm")
+        medium = compose("plan_pointmaze_medium_wm")
+    assert umaze.env.maze == "UMaze" and medium.env.maze == "Medium"
+    assert (umaze.max_env_steps, medium.max_env_steps) == (300, 600)  # gymnasium-robotics' own episode limits
+    assert medium.checkpoint.endswith("pointmaze_medium_wm/checkpoints/last.ckpt")
+    different = {"env", "checkpoint", "max_env_steps"}
+    umaze, medium = (OmegaConf.to_container(cfg) for cfg in (umaze, medium))
+    assert {k: v for k, v in medium.items() if k not in different} == {
+        k: v for k, v in umaze.items() if k not in different
+    }
+    train = compose_train("+experiment=pointmaze_medium_wm")
+    assert train.run_name == "pointmaze_medium_wm" and "point_maze_medium_k10/train" in train.data.shards
