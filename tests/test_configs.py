@@ -126,14 +126,18 @@ def test_planning_configs_build_their_planners_from_the_environment(planner):
     assert energy.data.shards.endswith("point_maze/train/shard-*.tar") and energy.data.frames_per_clip == 11
 
 
-def test_point_maze_medium_plans_as_umaze_on_its_own_model_and_step_limit():
+def test_point_maze_medium_plans_as_umaze_on_its_own_model_step_limit_and_planner():
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         umaze = compose("plan_pointmaze_wm")
         medium = compose("plan_pointmaze_medium_wm")
     assert umaze.env.maze == "UMaze" and medium.env.maze == "Medium"
     assert (umaze.max_env_steps, medium.max_env_steps) == (300, 600)  # gymnasium-robotics' own episode limits
     assert medium.checkpoint.endswith("pointmaze_medium_wm/checkpoints/last.ckpt")
-    different = {"env", "checkpoint", "max_env_steps"}
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        umaze_gradient = compose("plan_pointmaze_wm", overrides=["planner=gradient_pointmaze"])
+    # the planner that planned best on Medium's tuning episodes, with UMaze's gradient settings
+    assert medium.planner == umaze_gradient.planner and medium.planner._target_.endswith("GradientPlanner")
+    different = {"env", "checkpoint", "max_env_steps", "planner"}
     umaze, medium = (OmegaConf.to_container(cfg) for cfg in (umaze, medium))
     assert {k: v for k, v in medium.items() if k not in different} == {
         k: v for k, v in umaze.items() if k not in different
