@@ -130,11 +130,10 @@ def test_point_maze_medium_plans_as_umaze_on_its_own_model_step_limit_and_planne
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         umaze = compose("plan_pointmaze_wm")
         medium = compose("plan_pointmaze_medium_wm")
+        umaze_gradient = compose("plan_pointmaze_wm", overrides=["planner=gradient_pointmaze"])
     assert umaze.env.maze == "UMaze" and medium.env.maze == "Medium"
     assert (umaze.max_env_steps, medium.max_env_steps) == (300, 600)  # gymnasium-robotics' own episode limits
     assert medium.checkpoint.endswith("pointmaze_medium_wm/checkpoints/last.ckpt")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        umaze_gradient = compose("plan_pointmaze_wm", overrides=["planner=gradient_pointmaze"])
     # the planner that planned best on Medium's tuning episodes, with UMaze's gradient settings
     assert medium.planner == umaze_gradient.planner and medium.planner._target_.endswith("GradientPlanner")
     different = {"env", "checkpoint", "max_env_steps", "planner"}
