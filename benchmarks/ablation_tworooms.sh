@@ -3,8 +3,9 @@
 # regulariser at a time (eb_jepa's four: inverse dynamics, covariance, variance, time similarity; and this recipe's
 # own two: the scene-variance hinge and the trajectory-variance kick-start), beside the full recipe trained the same
 # way, each planned with the shipped planner on plan.yaml's episodes (1000-1059, random walls). Two jobs at a time,
-# one torch thread each (a training pair takes about an hour on the 2-core CPU). Resumable: a finished training
-# returns at once, a finished planning job is skipped, so the script can be run again until the table is whole.
+# one torch thread each (a training pair takes 33-61 min on the 2-core CPU, BENCHMARKS.md). Resumable: a finished
+# training returns at once, a finished planning job is skipped, so the script can be run again until the table is
+# whole.
 #
 #     bash benchmarks/ablation_tworooms.sh [OUT_DIR] [TERMS...]   # default: outputs/ablation, full + every term
 #
