@@ -25,7 +25,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from jepa.planning.adaptation import PredictorAdaptation
 from jepa.planning.energy import GoalEnergy
 from jepa.planning.planners import ActionBounds, PlanResult, shift_plan
 
@@ -137,9 +136,6 @@ class MPCAgent:
         warm_start: start each plan from the previous one shifted by the executed steps (else from zeros).
         use_states: pass the environment's true state to the world model (for models trained with states).
         device: where the world model runs.
-        adapt_steps: 0 plans with the trained predictor as it is; n > 0 fits it to the episode's own transitions,
-            n Adam steps before each plan (`PredictorAdaptation`; restored at each episode's start).
-        adapt_lr: the adaptation's learning rate.
     """
 
     def __init__(
@@ -152,8 +148,6 @@ class MPCAgent:
         warm_start: bool = True,
         use_states: bool = False,
         device: str | torch.device = "cpu",
-        adapt_steps: int = 0,
-        adapt_lr: float = 1e-3,
     ) -> None:
         if action_repeat < 1 or replan_every < 1:
             raise ValueError(f"action_repeat and replan_every must be >= 1, got {action_repeat}, {replan_every}")
@@ -176,8 +170,6 @@ class MPCAgent:
         self._generator: torch.Generator | None = None
         self._frames: deque[np.ndarray] = deque(maxlen=self.context_frames)  # the latest observations, oldest first
         self.plans, self.plan_seconds = 0, 0.0
-        self.adaptation = PredictorAdaptation(world_model, adapt_steps, adapt_lr) if adapt_steps > 0 else None
-        self._executed: tuple[torch.Tensor, torch.Tensor] | None = None  # latent before the last chunk, its actions
 
     def encode(self, observation: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 image, or (n, H, W, 3) consecutive frames, oldest first -> (1, 1, *Z) latent.
@@ -203,9 +195,6 @@ class MPCAgent:
         self._generator = torch.Generator().manual_seed(seed)
         self._frames.clear()
         self.plans, self.plan_seconds = 0, 0.0
-        self._executed = None
-        if self.adaptation is not None:
-            self.adaptation.reset()
 
     def set_goal(self, goal_image: np.ndarray) -> None:
         self._goal = self.encode(goal_image)[0, 0]
@@ -247,21 +236,8 @@ class MPCAgent:
         """Plans from the environment's observation and returns the environment actions of the first
         `replan_every` planned actions."""
         self._frames.append(env.observation())
-        frames = np.stack(self._frames)
-        if self.adaptation is not None:
-            start = time.perf_counter()
-            latent = self.encode(frames)
-            if self._executed is not None:
-                self.adaptation.record(*self._executed, latent)
-                self.adaptation.update()
-            self.plan_seconds += time.perf_counter() - start
-        result = self.plan(frames, env.state())
-        chunk = [self.env_actions(planned) for planned in result.actions[: self.replan_every]]
-        if self.adaptation is not None:
-            # in the model's units: one planned action is the sum of its environment steps
-            executed = torch.as_tensor(np.stack([np.sum(steps, axis=0) for steps in chunk]), device=self.device)
-            self._executed = (latent, executed[None].float())
-        return [a for steps in chunk for a in steps]
+        result = self.plan(np.stack(self._frames), env.state())
+        return [a for planned in result.actions[: self.replan_every] for a in self.env_actions(planned)]
 
 
 class RandomPolicy:
