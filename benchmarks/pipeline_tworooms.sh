@@ -4,7 +4,8 @@
 #   data      none stored: `data=tworooms_walks` draws a new wall per clip inside training (its time is in training)
 #   training  python launch/train.py +experiment=tworooms_wm run_name=<RUN>
 #   planning  python launch/plan.py checkpoint=<RUN>'s last.ckpt: the shipped planner, episodes 1000-1059, random walls
-# Writes OUT/stages.md (wall time per stage and the success rate); the training resumes if its run folder exists.
+# Writes OUT/stages.md (wall time per stage, then planning_table.py's row: success with its 95 % interval, time per
+# episode); the training resumes if its run folder exists.
 #
 #     bash benchmarks/pipeline_tworooms.sh [OUT_DIR] [RUN_NAME]   # default: outputs/pipeline_tworooms, pipeline_tworooms
 #
@@ -28,25 +29,12 @@ rm -f "$OUT/times.tsv"
 stage training python launch/train.py +experiment=tworooms_wm "run_name=$RUN" "${TRAIN_EXTRA[@]}"
 stage planning python launch/plan.py "checkpoint=outputs/$RUN/checkpoints/last.ckpt" "output_dir=$OUT/planning" \
   "${PLAN_EXTRA[@]}"
-python - "$OUT" << 'EOF'
-import json
-import sys
-from pathlib import Path
-
-out = Path(sys.argv[1])
-times = dict(line.split("\t") for line in (out / "times.tsv").read_text().splitlines())
-result = json.loads((out / "planning" / "results.json").read_text())
-low, high = result["success_interval_95"]
-rows = [
-    "| stage | wall time (min) |",
-    "| --- | --- |",
-    "| data (generated inside training) | 0 |",
-    *(f"| {name} | {int(seconds) / 60:.1f} |" for name, seconds in times.items()),
-    f"| total | {sum(map(int, times.values())) / 60:.1f} |",
-    "",
-    f"success {100 * result['success_rate']:.0f} % ({result['successes']}/{result['episodes']}, "
-    f"{100 * low:.0f}-{100 * high:.0f} %), {result['seconds_per_episode']:.1f} s per episode",
-]
-(out / "stages.md").write_text("\n".join(rows) + "\n")
-print("\n".join(rows))
-EOF
+{
+  echo "| stage | wall time (min) |"
+  echo "| --- | --- |"
+  echo "| data (generated inside training) | 0 |"
+  awk -F'\t' '{ printf "| %s | %.1f |\n", $1, $2 / 60; total += $2 } END { printf "| total | %.1f |\n", total / 60 }' \
+    "$OUT/times.tsv"
+  echo
+  python benchmarks/planning_table.py "$OUT/planning"
+} | tee "$OUT/stages.md"
