@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Success against training steps: one planner over the checkpoints a `tworooms_wm` run keeps (every 250 steps), on the
+# Success against training steps: one planner over the checkpoints a `tworooms_wm` run keeps (every 1000 steps), on the
 # published episodes (plan.yaml: 1000-1059, random walls), two jobs at a time with one torch thread each, then the
 # table. Intermediate checkpoints are points of the one run's schedule (warm-up, cosine, faded regulariser), not
 # shorter runs.
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 RUN=${1:-outputs/tworooms_wm}
 OUT=${2:-outputs/plan_vs_steps}
 shift 2 || shift $#
-STEPS=("${@:-500 1000 1500 2000}")
+STEPS=("${@:-2000 4000 6000 8000}")
 read -r -a STEPS <<< "${STEPS[*]}"
 read -r -a PLAN <<< "${PLAN_ARGS:-planner=mppi}"
 mkdir -p "$OUT"
