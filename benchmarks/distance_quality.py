@@ -262,6 +262,7 @@ def main() -> None:
         "per_episode": rows,
     }
     out = Path(args.out) if args.out else Path(args.checkpoint).parents[1] / "distance_quality.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     low, high = summary["success_interval_95"]
     print(
