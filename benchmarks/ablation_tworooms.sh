@@ -5,9 +5,8 @@
 # way, each planned with the shipped planner on plan.yaml's episodes (1000-1059, random walls). Two jobs at a time,
 # one torch thread each (a training pair takes 33-61 min on the 2-core CPU, BENCHMARKS.md). The published table is of
 # the recipe's earlier 2000-step schedule, which this script keeps (the shipped 8000 steps: TRAIN_ARGS=
-# "trainer.max_steps=8000", about four times as long). Resumable: a finished
-# training returns at once, a finished planning job is skipped, so the script can be run again until the table is
-# whole.
+# "trainer.max_steps=8000", about four times as long). Resumable: a finished training returns at once, a finished
+# planning job is skipped, so the script can be run again until the table is whole.
 #
 #     bash benchmarks/ablation_tworooms.sh [OUT_DIR] [TERMS...]   # default: outputs/ablation, full + every term
 #

@@ -2,8 +2,9 @@
 # The Two Rooms planning rows of BENCHMARKS.md: the jointly trained world model of `python launch/train.py
 # +experiment=tworooms_wm` (outputs/tworooms_wm) planning with the shipped configs (configs/plan.yaml, planner/*),
 # eb_jepa's protocol (200 steps, success < 4.5 px), episodes 1000-1059 (plan.yaml's seed and episodes; the planner
-# settings were chosen on episodes 0-9), random walls and the fixed wall (CEM and MPPI on both, the gradient planner on random walls), with random actions and the scripted
-# oracle on the same episodes. Two jobs at a time, one torch thread each (a 2-core CPU); then the table.
+# settings were chosen on episodes 0-9), random walls and the fixed wall (CEM and MPPI on both, the gradient planner
+# on random walls), with random actions and the scripted oracle on the same episodes. Two jobs at a time, one torch
+# thread each (a 2-core CPU); then the table.
 #
 #     bash benchmarks/planning_tworooms.sh [OUT_DIR] [extra plan.py overrides, e.g. checkpoint=...]
 set -euo pipefail
