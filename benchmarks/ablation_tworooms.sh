@@ -27,8 +27,8 @@ mkdir -p "$OUT"
 job() {  # job TERM: train without TERM (full: the whole recipe), then plan with its last checkpoint
   local term=$1 run="${PREFIX}_$1" drop=()
   [[ $term == full ]] || drop=("model.objective.$term=0")
-  python launch/train.py +experiment=tworooms_wm trainer.max_steps=2000 "run_name=$run" "${drop[@]}" "${TRAIN_EXTRA[@]}" \
-    > "$OUT/$term.train.log" 2>&1
+  python launch/train.py +experiment=tworooms_wm trainer.max_steps=2000 "run_name=$run" "${drop[@]}" \
+    "${TRAIN_EXTRA[@]}" > "$OUT/$term.train.log" 2>&1
   [[ -f $OUT/$term/results.json ]] && return
   python launch/plan.py threads=1 "planner=$PLANNER" "checkpoint=outputs/$run/checkpoints/last.ckpt" \
     "output_dir=$OUT/$term" "${PLAN_EXTRA[@]}" > "$OUT/$term.plan.log" 2>&1

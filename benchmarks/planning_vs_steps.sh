@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Success against training steps: one planner over the checkpoints a `tworooms_wm` run keeps (every 1000 steps), on the
+# Success against training steps: one planner over the checkpoints a `tworooms_wm` run keeps (stepNNNNNNNN.ckpt), on the
 # published episodes (plan.yaml: 1000-1059, random walls), two jobs at a time with one torch thread each, then the
 # table. Intermediate checkpoints are points of the one run's schedule (warm-up, cosine, faded regulariser), not
 # shorter runs.
 #
-#     bash benchmarks/planning_vs_steps.sh [RUN_DIR] [OUT_DIR] [STEPS...]   # default: outputs/tworooms_wm, MPPI
+#     bash benchmarks/planning_vs_steps.sh [RUN_DIR] [OUT_DIR] [STEPS...]   # default: outputs/tworooms_wm, MPPI,
+#                                                                           # every kept checkpoint of the run
 #
 # PLAN_ARGS replaces the planner choice (default "planner=mppi"): PointMaze's world model, for one,
 #     PLAN_ARGS="--config-name plan_pointmaze_wm planner=cem_pointmaze" bash benchmarks/planning_vs_steps.sh \
@@ -14,8 +15,16 @@ cd "$(dirname "$0")/.."
 RUN=${1:-outputs/tworooms_wm}
 OUT=${2:-outputs/plan_vs_steps}
 shift 2 || shift $#
-STEPS=("${@:-2000 4000 6000 8000}")
-read -r -a STEPS <<< "${STEPS[*]}"
+if (($#)); then
+  STEPS=("$@")
+else  # the run's own checkpoints, so the default follows its max_steps and checkpoint interval
+  mapfile -t STEPS < <(find "$RUN/checkpoints" -name 'step*.ckpt' -printf '%f\n' 2> /dev/null |
+    sed -E 's/^step0*([0-9]+)\.ckpt$/\1/' | sort -n)
+  if ((${#STEPS[@]} == 0)); then
+    echo "no stepNNNNNNNN.ckpt in $RUN/checkpoints: train the run first, or name the STEPS to plan" >&2
+    exit 1
+  fi
+fi
 read -r -a PLAN <<< "${PLAN_ARGS:-planner=mppi}"
 mkdir -p "$OUT"
 run() {  # run STEP: the planner on the checkpoint of that step
