@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,7 +70,11 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> LoadedCheckpoint:
         what = "is a folder, not a checkpoint file" if path.is_dir() else "not found"
         raise FileNotFoundError(f"checkpoint {what}: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+        with warnings.catch_warnings():
+            # bytes that happen to start like a pickle header make torch warn about the protocol before it fails;
+            # the error below already says what the file is
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exn:
         found = re.search(r"GLOBAL ([\w.]+)", str(exn))
         if found and zipfile.is_zipfile(path):
